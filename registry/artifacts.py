@@ -1,0 +1,233 @@
+"""Content-addressed, immutable artifact folders.
+
+An artifact is a folder of files (adapter config, safetensors weights, head, manifest). Its id is
+the sha256 of a canonical listing of ``relative path``, size and per-file sha256, so identical
+content always lands in the same place: ``<root>/<sha[:2]>/<sha>/``. Writes go to a temporary
+folder, every file is fsynced, and one ``rename`` publishes the whole folder, so a crash leaves
+either nothing or a complete artifact (plus, at worst, a temporary folder that ``gc`` removes).
+Published folders are made read-only, and every load re-hashes the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IntegrityError, InvalidInput, NotFound
+
+MANIFEST = ".artifact.json"
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """Return the sha256 hex digest of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _listing(folder: Path) -> list[dict[str, object]]:
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel == MANIFEST:
+            continue
+        entries.append({"path": rel, "size": path.stat().st_size, "sha256": file_sha256(path)})
+    return entries
+
+
+def tree_digest(entries: list[dict[str, object]]) -> str:
+    """Return the artifact id for a file listing."""
+    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A published artifact: its id, folder and total size in bytes."""
+
+    sha256: str
+    path: Path
+    size: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ArtifactStore:
+    """Immutable folders under ``root``, addressed by sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        """Return where the artifact with this id lives (it may not exist)."""
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise InvalidInput(f"Not an artifact id: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def put(self, source: Path) -> StoredArtifact:
+        """Copy a folder into the store atomically and return its id.
+
+        Storing the same content twice returns the existing artifact.
+        """
+        if not source.is_dir():
+            raise InvalidInput(f"Artifact source is not a folder: {source}")
+        entries = _listing(source)
+        if not entries:
+            raise InvalidInput(f"Artifact source folder is empty: {source}")
+        digest = tree_digest(entries)
+        size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
+        final = self.path_for(digest)
+        if final.exists():
+            self.verify(digest)
+            return StoredArtifact(digest, final, size)
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_root / f"{digest[:12]}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            for entry in entries:
+                rel = str(entry["path"])
+                dst = tmp / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with open(source / rel, "rb") as src_fh, open(dst, "wb") as dst_fh:
+                    shutil.copyfileobj(src_fh, dst_fh, _CHUNK)
+                    dst_fh.flush()
+                    os.fsync(dst_fh.fileno())
+            manifest = {"sha256": digest, "files": entries}
+            with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+                json.dump(manifest, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if file_listing_digest(tmp) != digest:  # the source changed under us
+                raise IntegrityError(f"Artifact source changed while being stored: {source}")
+            _make_read_only(tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not final.exists():  # a concurrent writer published the same bytes: fine
+                    raise
+            _fsync_dir(final.parent)
+        finally:
+            if tmp.exists():
+                _remove_tree(tmp)
+        return StoredArtifact(digest, final, size)
+
+    def open(self, sha256: str, what: str = "artifact") -> Path:
+        """Return the folder of a verified artifact.
+
+        Raises:
+            NotFound: the folder is missing.
+            IntegrityError: any byte differs from what was stored.
+        """
+        self.verify(sha256, what)
+        return self.path_for(sha256)
+
+    def verify(self, sha256: str, what: str = "artifact") -> None:
+        """Re-hash an artifact and raise on any difference, naming the file."""
+        folder = self.path_for(sha256)
+        if not folder.is_dir():
+            raise NotFound(
+                f"The files of {what} are missing: {folder}",
+                hint="Run: adapter-registry verify",
+            )
+        manifest_path = folder / MANIFEST
+        try:
+            recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError) as err:
+            raise IntegrityError(
+                f"The manifest of {what} is missing or damaged: {manifest_path}",
+                hint="Run: adapter-registry verify",
+            ) from err
+        actual = {str(e["path"]): e for e in _listing(folder)}
+        for entry in recorded:
+            rel = entry["path"]
+            got = actual.pop(rel, None)
+            if got is None:
+                raise IntegrityError(
+                    f"A file of {what} is missing: {folder / rel}",
+                    hint="Run: adapter-registry verify",
+                )
+            if got["sha256"] != entry["sha256"]:
+                raise IntegrityError(
+                    f"A file of {what} does not match its sha256 (damaged or tampered): "
+                    f"{folder / rel}",
+                    hint="Run: adapter-registry verify (then re-train or re-pull it)",
+                )
+        if actual:
+            extra = ", ".join(sorted(actual))
+            raise IntegrityError(
+                f"Unexpected files in {what}: {extra} in {folder}",
+                hint="Run: adapter-registry verify",
+            )
+        if tree_digest(recorded) != sha256:
+            raise IntegrityError(
+                f"The manifest of {what} does not match its id: {manifest_path}",
+                hint="Run: adapter-registry verify",
+            )
+
+    def all_ids(self) -> list[str]:
+        """Return the id of every published artifact folder on disk."""
+        if not self.root.is_dir():
+            return []
+        ids: list[str] = []
+        for prefix in self.root.iterdir():
+            if len(prefix.name) != 2 or not prefix.is_dir():
+                continue
+            ids.extend(p.name for p in prefix.iterdir() if p.is_dir())
+        return sorted(ids)
+
+    def temp_leftovers(self) -> list[Path]:
+        """Return temporary folders left behind by interrupted writes."""
+        tmp = self.root / "tmp"
+        return sorted(tmp.iterdir()) if tmp.is_dir() else []
+
+    def remove(self, sha256: str) -> int:
+        """Delete an artifact folder and return the bytes freed."""
+        folder = self.path_for(sha256)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        _remove_tree(folder)
+        return size
+
+    def remove_path(self, path: Path) -> None:
+        """Delete a temporary leftover folder."""
+        _remove_tree(path)
+
+
+def file_listing_digest(folder: Path) -> str:
+    """Return the artifact id that a folder's current files would have."""
+    return tree_digest(_listing(folder))
+
+
+def _make_read_only(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        path.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+
+
+def _remove_tree(folder: Path) -> None:
+    if not folder.exists():
+        return
+    # Read-only folders must be made writable before their entries can be unlinked.
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(stat.S_IRWXU)
+    shutil.rmtree(folder)

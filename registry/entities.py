@@ -1,0 +1,232 @@
+"""Plain, frozen records that the store returns. They never hold a database session."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds") + "Z"
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (datetimes as ISO 8601 UTC)."""
+        return _jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True)
+class BaseModel(_Record):
+    """A frozen encoder at one revision."""
+
+    id: int
+    name: str
+    revision: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Task(_Record):
+    """A classification task with a fixed, ordered label set."""
+
+    id: int
+    name: str
+    kind: str
+    label_names: list[str]
+    text_fields: list[str]
+    base_model_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Dataset(_Record):
+    """A fingerprinted snapshot of one data split."""
+
+    id: int
+    task_id: int
+    source: str
+    split: str
+    row_count: int
+    fingerprint: str
+    label_distribution: dict[str, int]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrainingRun(_Record):
+    """How something was trained."""
+
+    id: int
+    kind: str
+    hyperparams: dict[str, Any]
+    seed: int | None
+    library_versions: dict[str, str]
+    wall_time_s: float | None
+    tokens_per_s: float | None
+    device: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AdapterVersion(_Record):
+    """One immutable adapter (+ head) version."""
+
+    id: int
+    name: str
+    version: int
+    task: str
+    task_id: int
+    base_model_id: int
+    method: str
+    config: dict[str, Any]
+    config_hash: str
+    artifact_sha256: str
+    artifact_size: int
+    trainable_params: int
+    training_run_id: int | None
+    profile_sha256: str | None
+    status: str
+    created_at: datetime
+    kind: str = "adapter"
+
+    @property
+    def ref(self) -> str:
+        """Return the canonical reference ``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def uid(self) -> str:
+        """Return the unambiguous id form (``a12``)."""
+        return f"a{self.id}"
+
+
+@dataclass(frozen=True)
+class Fusion(_Record):
+    """One immutable AdapterFusion (+ head) over ordered adapter versions."""
+
+    id: int
+    name: str
+    version: int
+    task: str
+    task_id: int
+    base_model_id: int
+    config: dict[str, Any]
+    head: dict[str, Any]
+    members: list[str]
+    member_ids: list[int]
+    artifact_sha256: str
+    artifact_size: int
+    trainable_params: int
+    training_run_id: int | None
+    status: str
+    created_at: datetime
+    kind: str = "fusion"
+
+    @property
+    def ref(self) -> str:
+        """Return the canonical reference ``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def uid(self) -> str:
+        """Return the unambiguous id form (``f3``)."""
+        return f"f{self.id}"
+
+
+Entity = AdapterVersion | Fusion
+
+
+@dataclass(frozen=True)
+class Metric(_Record):
+    """One measured value."""
+
+    id: int
+    entity_kind: str
+    entity_id: int
+    dataset_id: int | None
+    split: str | None
+    name: str
+    value: float
+    step: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LineageEdge(_Record):
+    """A parent → child edge."""
+
+    id: int
+    parent_kind: str
+    parent_id: int
+    child_kind: str
+    child_id: int
+    relation: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DriftReport(_Record):
+    """The outcome of one drift check."""
+
+    id: int
+    task_id: int
+    reference_adapter_version_id: int | None
+    new_dataset_id: int | None
+    alpha: float
+    tests: list[dict[str, Any]]
+    drift: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Alias(_Record):
+    """``task:alias`` → target."""
+
+    id: int
+    task: str
+    alias: str
+    target_kind: str
+    target_id: int
+    target_ref: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HubLink(_Record):
+    """A push or pull, pinned by commit."""
+
+    id: int
+    entity_kind: str
+    entity_id: int
+    repo_id: str
+    commit_sha: str
+    revision: str | None
+    direction: str
+    artifact_sha256: str | None
+    created_at: datetime
+
+
+@dataclass
+class VerifyReport(_Record):
+    """What ``verify`` checked and what it found wrong."""
+
+    artifacts_checked: int = 0
+    rows_checked: int = 0
+    problems: list[dict[str, str]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return True when nothing is wrong (orphans are reported but are not damage)."""
+        return not self.problems

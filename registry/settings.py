@@ -1,0 +1,66 @@
+"""Where the registry lives: its home folder, database URL and artifact root.
+
+``ADAPTER_REGISTRY_HOME`` (default ``~/.adapter-registry``) holds ``registry.db`` and
+``artifacts/``.
+``ADAPTER_REGISTRY_DB`` overrides the database with any SQLAlchemy URL (e.g. PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "ADAPTER_REGISTRY_HOME"
+DB_ENV = "ADAPTER_REGISTRY_DB"
+DEBUG_ENV = "ADAPTER_REGISTRY_DEBUG"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations for one registry."""
+
+    home: Path
+    db_url: str
+
+    @property
+    def artifact_root(self) -> Path:
+        """Return the folder that holds content-addressed artifacts."""
+        return self.home / "artifacts"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Return True when the database is a SQLite file (the embedded default)."""
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """Return the SQLite file path, or None for other databases and in-memory SQLite."""
+        if not self.is_sqlite:
+            return None
+        _, _, rest = self.db_url.partition(":///")
+        if not rest or rest == ":memory:":
+            return None
+        return Path(rest)
+
+    def redacted_url(self) -> str:
+        """Return the database URL with any password hidden, for display."""
+        if "@" not in self.db_url or "://" not in self.db_url:
+            return self.db_url
+        scheme, _, rest = self.db_url.partition("://")
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def load_settings(home: str | Path | None = None, db_url: str | None = None) -> Settings:
+    """Resolve settings from arguments, then the environment, then defaults."""
+    home_path = Path(home or os.environ.get(HOME_ENV) or Path.home() / ".adapter-registry")
+    home_path = home_path.expanduser()
+    url = db_url or os.environ.get(DB_ENV) or f"sqlite:///{(home_path / 'registry.db').absolute()}"
+    return Settings(home=home_path.absolute(), db_url=url)
+
+
+def debug_enabled() -> bool:
+    """Return True when tracebacks should be shown (``ADAPTER_REGISTRY_DEBUG=1``)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0", "false", "no")

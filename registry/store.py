@@ -1,0 +1,1400 @@
+"""The registry's store: every query lives here. It takes and returns plain entities.
+
+Writes that allocate a version number run inside :func:`registry.db.with_retries`, so concurrent
+writers (processes sharing one SQLite file, or PostgreSQL clients) queue or retry instead of
+failing. Artifacts are published before the rows that point at them, so a crash can leave an
+unreferenced artifact (``gc`` removes it) but never a row without its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import exc, func, select
+from sqlalchemy.orm import Session
+
+from . import entities as E
+from .artifacts import ArtifactStore
+from .db import Database, translate_db_error, with_retries
+from .errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotFound,
+    RegistryError,
+)
+from .orm import (
+    SqlAdapter,
+    SqlAdapterVersion,
+    SqlAlias,
+    SqlBaseModel,
+    SqlDataset,
+    SqlDriftReport,
+    SqlFusion,
+    SqlFusionMember,
+    SqlHubLink,
+    SqlLineage,
+    SqlMetric,
+    SqlTask,
+    SqlTrainingRun,
+    utcnow,
+)
+from .settings import Settings, load_settings
+
+T = TypeVar("T")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+ENTITY_KINDS = ("adapter", "fusion")
+NODE_KINDS = ("adapter", "fusion", "drift", "hub", "dataset")
+RELATIONS = ("trained_after_drift", "warm_started_from", "fused_from", "pulled_from_hub")
+STATUSES = ("active", "deprecated")
+#: Orphaned artifacts younger than this are left alone by ``gc``: a concurrent writer may have
+#: published the files and not yet committed the row that points at them.
+GC_GRACE_SECONDS = 3600.0
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is a safe registry name, else raise InvalidInput."""
+    if not name or not name.strip():
+        raise InvalidInput(f"The {what} is empty.", hint="Use letters, digits, '.', '_' or '-'.")
+    if "/" in name or "\\" in name or ".." in name or not NAME_RE.match(name):
+        raise InvalidInput(
+            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (no path separators, no '..', no '@' or ':').",
+            hint="Pick another name, e.g. sentiment-books",
+        )
+    return name
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Return the sha256 of a config's canonical JSON."""
+    return hashlib.sha256(
+        json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+@dataclass(frozen=True)
+class MetricIn:
+    """A metric to record with a new version."""
+
+    name: str
+    value: float
+    split: str | None = None
+    dataset_id: int | None = None
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class EdgeIn:
+    """A lineage edge to a new version from an existing parent."""
+
+    parent_kind: str
+    parent_id: int
+    relation: str
+
+
+def _is_version_race(err: BaseException) -> bool:
+    return isinstance(err, exc.IntegrityError) and "version" in str(err.orig).lower()
+
+
+class Registry:
+    """The Python API over one registry (database + artifact folder).
+
+    Open one with :meth:`Registry.open`; all methods return frozen entities.
+    """
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.artifacts = ArtifactStore(settings.artifact_root)
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        home: str | Path | None = None,
+        db_url: str | None = None,
+        *,
+        create: bool = False,
+    ) -> Registry:
+        """Open a registry; with ``create=True`` a missing one is initialised.
+
+        Raises:
+            SchemaOutOfDate: the database exists but is not at this code's schema revision.
+        """
+        settings = load_settings(home, db_url)
+        if create:
+            _make_home(settings.home)
+        elif settings.is_sqlite and settings.sqlite_path and not settings.sqlite_path.exists():
+            raise NotFound(
+                f"No registry at {settings.home}.",
+                hint="Run: adapter-registry init (or set ADAPTER_REGISTRY_HOME)",
+            )
+        registry = cls(settings, Database(settings))
+        if create and registry.db.current_revision() is None:
+            registry.db.upgrade()
+        registry.db.verify_schema()
+        return registry
+
+    @classmethod
+    def init(cls, home: str | Path | None = None, db_url: str | None = None) -> Registry:
+        """Create (or upgrade) a registry's database and folders, and return it."""
+        settings = load_settings(home, db_url)
+        _make_home(settings.home)
+        registry = cls(settings, Database(settings))
+        registry.db.upgrade()
+        registry.settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        return registry
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _write(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        is_conflict: Callable[[BaseException], bool] | None = None,
+    ) -> T:
+        def attempt() -> T:
+            with self.db.raw_session() as session:
+                return fn(session)
+
+        try:
+            return with_retries(attempt, is_conflict=is_conflict)
+        except exc.SQLAlchemyError as err:
+            raise translate_db_error(err) from err
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        try:
+            with self.db.raw_session(readonly=True) as session:
+                return fn(session)
+        except exc.SQLAlchemyError as err:
+            raise translate_db_error(err) from err
+
+    # ------------------------------------------------------------------ base models & tasks
+    def ensure_base_model(
+        self, name: str, revision: str, architecture: str, hidden_size: int, num_layers: int
+    ) -> E.BaseModel:
+        """Return the base model row for (name, revision), creating it if needed."""
+
+        def fn(s: Session) -> E.BaseModel:
+            row = s.scalar(
+                select(SqlBaseModel).where(
+                    SqlBaseModel.name == name, SqlBaseModel.revision == revision
+                )
+            )
+            if row is None:
+                row = SqlBaseModel(
+                    name=name,
+                    revision=revision,
+                    architecture=architecture,
+                    hidden_size=hidden_size,
+                    num_layers=num_layers,
+                )
+                s.add(row)
+                s.flush()
+            return _base(row)
+
+        return self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+
+    def get_base_model(self, base_model_id: int) -> E.BaseModel:
+        """Return a base model by id."""
+
+        def fn(s: Session) -> E.BaseModel:
+            row = s.get(SqlBaseModel, base_model_id)
+            if row is None:
+                raise NotFound(f"No base model with id {base_model_id}.")
+            return _base(row)
+
+        return self._read(fn)
+
+    def ensure_task(
+        self,
+        name: str,
+        kind: str,
+        label_names: Sequence[str],
+        text_fields: Sequence[str],
+        base_model_id: int | None = None,
+    ) -> E.Task:
+        """Return the task, creating it on first use; refuse a different label set or base."""
+        validate_name(name, "task name")
+        if kind not in ("single", "pair"):
+            raise InvalidInput(f"Task kind must be 'single' or 'pair', not {kind!r}.")
+        labels = list(label_names)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise InvalidInput(
+                f"Task {name!r} needs at least two distinct labels, got {labels}.",
+                hint="Check the label field of the data.",
+            )
+
+        def fn(s: Session) -> E.Task:
+            row = s.scalar(select(SqlTask).where(SqlTask.name == name))
+            if row is None:
+                row = SqlTask(
+                    name=name,
+                    kind=kind,
+                    label_names=labels,
+                    text_fields=list(text_fields),
+                    base_model_id=base_model_id,
+                )
+                s.add(row)
+                s.flush()
+                return _task(row)
+            if list(row.label_names) != labels:
+                raise InvalidInput(
+                    f"Task {name!r} is registered with labels {list(row.label_names)}, but the "
+                    f"data has {labels}.",
+                    hint="Fix the data's labels, or register a new task under another name.",
+                )
+            if row.kind != kind:
+                raise InvalidInput(
+                    f"Task {name!r} is a {row.kind}-text task, but the data is {kind}-text.",
+                    hint="Check --text-fields, or use another task name.",
+                )
+            if base_model_id is not None and row.base_model_id is None:
+                row.base_model_id = base_model_id
+            elif base_model_id is not None and row.base_model_id != base_model_id:
+                base = s.get(SqlBaseModel, row.base_model_id)
+                new = s.get(SqlBaseModel, base_model_id)
+                raise InvalidInput(
+                    f"Task {name!r} is registered on base model {_base_label(base)}, not "
+                    f"{_base_label(new)}: adapters of one task must share a base model.",
+                    hint=f"Train with --base {base.name if base else '...'}, "
+                    "or use another task name.",
+                )
+            return _task(row)
+
+        return self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+
+    def get_task(self, name: str) -> E.Task:
+        """Return a task by name."""
+
+        def fn(s: Session) -> E.Task:
+            row = s.scalar(select(SqlTask).where(SqlTask.name == name))
+            if row is None:
+                known = s.scalars(select(SqlTask.name).order_by(SqlTask.name)).all()
+                raise NotFound(
+                    f"No task named {name!r}."
+                    + (f" Known tasks: {', '.join(known)}." if known else ""),
+                    hint="Run: adapter-registry list",
+                )
+            return _task(row)
+
+        return self._read(fn)
+
+    def get_task_by_id(self, task_id: int) -> E.Task:
+        """Return a task by id."""
+
+        def fn(s: Session) -> E.Task:
+            row = s.get(SqlTask, task_id)
+            if row is None:
+                raise NotFound(f"No task with id {task_id}.")
+            return _task(row)
+
+        return self._read(fn)
+
+    def list_tasks(self) -> list[E.Task]:
+        """Return every task, by name."""
+        return self._read(
+            lambda s: [_task(r) for r in s.scalars(select(SqlTask).order_by(SqlTask.name))]
+        )
+
+    # ------------------------------------------------------------------ datasets
+    def record_dataset(
+        self,
+        task_id: int,
+        source: str,
+        split: str,
+        row_count: int,
+        fingerprint: str,
+        label_distribution: dict[str, int],
+    ) -> E.Dataset:
+        """Record a data snapshot (deduplicated by task, split and fingerprint)."""
+
+        def fn(s: Session) -> E.Dataset:
+            row = s.scalar(
+                select(SqlDataset).where(
+                    SqlDataset.task_id == task_id,
+                    SqlDataset.split == split,
+                    SqlDataset.fingerprint == fingerprint,
+                )
+            )
+            if row is None:
+                row = SqlDataset(
+                    task_id=task_id,
+                    source=source,
+                    split=split,
+                    row_count=row_count,
+                    fingerprint=fingerprint,
+                    label_distribution=dict(label_distribution),
+                )
+                s.add(row)
+                s.flush()
+            return _dataset(row)
+
+        return self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+
+    def get_dataset(self, dataset_id: int) -> E.Dataset:
+        """Return a dataset snapshot by id."""
+
+        def fn(s: Session) -> E.Dataset:
+            row = s.get(SqlDataset, dataset_id)
+            if row is None:
+                raise NotFound(f"No dataset snapshot with id {dataset_id}.")
+            return _dataset(row)
+
+        return self._read(fn)
+
+    def list_datasets(self, task_id: int | None = None) -> list[E.Dataset]:
+        """Return dataset snapshots, oldest first."""
+
+        def fn(s: Session) -> list[E.Dataset]:
+            q = select(SqlDataset).order_by(SqlDataset.id)
+            if task_id is not None:
+                q = q.where(SqlDataset.task_id == task_id)
+            return [_dataset(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ registering
+    def register_adapter_version(
+        self,
+        *,
+        name: str,
+        task: str,
+        base_model_id: int,
+        method: str,
+        config: dict[str, Any],
+        artifact_dir: Path,
+        trainable_params: int,
+        training_run: dict[str, Any] | None = None,
+        metrics: Iterable[MetricIn] = (),
+        lineage: Iterable[EdgeIn] = (),
+        profile_dir: Path | None = None,
+        description: str | None = None,
+    ) -> E.AdapterVersion:
+        """Publish an adapter's files and register them as the next version of ``name``.
+
+        Everything (version, training run, metrics, lineage) is one transaction; the
+        artifact is published first, so a failure leaves at most an unreferenced artifact.
+        """
+        validate_name(name, "adapter name")
+        metrics = list(metrics)
+        lineage = list(lineage)
+        for edge in lineage:
+            _check_edge(edge.parent_kind, edge.relation)
+        stored = self.artifacts.put(artifact_dir)
+        profile = self.artifacts.put(profile_dir) if profile_dir is not None else None
+
+        def fn(s: Session) -> int:
+            task_row = _task_row(s, task)
+            if task_row.base_model_id is not None and task_row.base_model_id != base_model_id:
+                raise InvalidInput(
+                    f"Task {task!r} is registered on another base model "
+                    f"({_base_label(s.get(SqlBaseModel, task_row.base_model_id))}).",
+                    hint="Train on the task's base model, or use another task name.",
+                )
+            if s.scalar(select(SqlFusion.id).where(SqlFusion.name == name).limit(1)):
+                raise AlreadyExists(
+                    f"{name!r} is already the name of a fusion.", hint="Pick another name."
+                )
+            adapter = s.scalar(select(SqlAdapter).where(SqlAdapter.name == name))
+            if adapter is None:
+                adapter = SqlAdapter(name=name, task_id=task_row.id, description=description)
+                s.add(adapter)
+                s.flush()
+            elif adapter.task_id != task_row.id:
+                other = s.get(SqlTask, adapter.task_id)
+                raise InvalidInput(
+                    f"Adapter {name!r} belongs to task {other.name if other else '?'!r}, "
+                    f"not {task!r}.",
+                    hint="Use another adapter name for this task.",
+                )
+            for edge in lineage:
+                _require_node(s, edge.parent_kind, edge.parent_id)
+            run_id = _add_run(s, "adapter", training_run)
+            latest = s.scalar(
+                select(func.max(SqlAdapterVersion.version)).where(
+                    SqlAdapterVersion.adapter_id == adapter.id
+                )
+            )
+            row = SqlAdapterVersion(
+                adapter_id=adapter.id,
+                version=(latest or 0) + 1,
+                task_id=task_row.id,
+                base_model_id=base_model_id,
+                method=method,
+                config=config,
+                config_hash=config_hash(config),
+                artifact_sha256=stored.sha256,
+                artifact_size=stored.size,
+                trainable_params=trainable_params,
+                training_run_id=run_id,
+                profile_sha256=profile.sha256 if profile else None,
+                status="active",
+            )
+            s.add(row)
+            s.flush()
+            _add_metrics(s, "adapter", row.id, metrics)
+            for edge in lineage:
+                _add_edge(s, edge.parent_kind, edge.parent_id, "adapter", row.id, edge.relation)
+            return row.id
+
+        new_id = self._write(fn, is_conflict=_is_version_race)
+        return self.get_adapter_version(new_id)
+
+    def register_fusion(
+        self,
+        *,
+        name: str,
+        task: str,
+        base_model_id: int,
+        member_ids: Sequence[int],
+        config: dict[str, Any],
+        head: dict[str, Any],
+        artifact_dir: Path,
+        trainable_params: int,
+        training_run: dict[str, Any] | None = None,
+        metrics: Iterable[MetricIn] = (),
+        lineage: Iterable[EdgeIn] = (),
+    ) -> E.Fusion:
+        """Publish a fusion's files and register them as the next version of ``name``.
+
+        A ``fused_from`` edge to every member is added automatically.
+        """
+        validate_name(name, "fusion name")
+        metrics = list(metrics)
+        lineage = list(lineage)
+        if len(set(member_ids)) != len(member_ids):
+            raise InvalidInput("A fusion's members must be distinct adapter versions.")
+        stored = self.artifacts.put(artifact_dir)
+
+        def fn(s: Session) -> int:
+            task_row = _task_row(s, task)
+            if s.scalar(select(SqlAdapter.id).where(SqlAdapter.name == name)):
+                raise AlreadyExists(
+                    f"{name!r} is already the name of an adapter.", hint="Pick another name."
+                )
+            for mid in member_ids:
+                member = s.get(SqlAdapterVersion, mid)
+                if member is None:
+                    raise NotFound(f"No adapter version with id {mid}.")
+                if member.base_model_id != base_model_id:
+                    raise InvalidInput(
+                        f"Member a{mid} is on another base model than the fusion.",
+                        hint="Fuse adapters trained on the same base model.",
+                    )
+            existing_task = s.scalar(
+                select(SqlFusion.task_id).where(SqlFusion.name == name).limit(1)
+            )
+            if existing_task is not None and existing_task != task_row.id:
+                raise InvalidInput(
+                    f"Fusion {name!r} belongs to another task.",
+                    hint="Use another fusion name for this task.",
+                )
+            for edge in lineage:
+                _require_node(s, edge.parent_kind, edge.parent_id)
+            run_id = _add_run(s, "fusion", training_run)
+            latest = s.scalar(select(func.max(SqlFusion.version)).where(SqlFusion.name == name))
+            row = SqlFusion(
+                name=name,
+                version=(latest or 0) + 1,
+                task_id=task_row.id,
+                base_model_id=base_model_id,
+                config=config,
+                head=head,
+                artifact_sha256=stored.sha256,
+                artifact_size=stored.size,
+                trainable_params=trainable_params,
+                training_run_id=run_id,
+                status="active",
+            )
+            s.add(row)
+            s.flush()
+            for pos, mid in enumerate(member_ids):
+                s.add(SqlFusionMember(fusion_id=row.id, position=pos, adapter_version_id=mid))
+                _add_edge(s, "adapter", mid, "fusion", row.id, "fused_from")
+            _add_metrics(s, "fusion", row.id, metrics)
+            for edge in lineage:
+                _add_edge(s, edge.parent_kind, edge.parent_id, "fusion", row.id, edge.relation)
+            return row.id
+
+        new_id = self._write(fn, is_conflict=_is_version_race)
+        return self.get_fusion(new_id)
+
+    # ------------------------------------------------------------------ reading
+    def get_adapter_version(self, version_id: int) -> E.AdapterVersion:
+        """Return an adapter version by id."""
+
+        def fn(s: Session) -> E.AdapterVersion:
+            row = s.get(SqlAdapterVersion, version_id)
+            if row is None:
+                raise NotFound(f"No adapter version with id a{version_id}.")
+            return _adapter_versions(s, [row])[0]
+
+        return self._read(fn)
+
+    def get_fusion(self, fusion_id: int) -> E.Fusion:
+        """Return a fusion by id."""
+
+        def fn(s: Session) -> E.Fusion:
+            row = s.get(SqlFusion, fusion_id)
+            if row is None:
+                raise NotFound(f"No fusion with id f{fusion_id}.")
+            return _fusions(s, [row])[0]
+
+        return self._read(fn)
+
+    def get_entity(self, kind: str, entity_id: int) -> E.Entity:
+        """Return an adapter version or fusion by kind and id."""
+        if kind == "adapter":
+            return self.get_adapter_version(entity_id)
+        if kind == "fusion":
+            return self.get_fusion(entity_id)
+        raise InvalidInput(f"Unknown entity kind {kind!r}.")
+
+    def resolve(self, ref: str) -> E.Entity:
+        """Resolve a REF: ``name@version``, ``name`` (latest active), ``task:alias``, or an id.
+
+        Ids are ``a12`` (adapter version), ``f3`` (fusion), or a bare number when only one
+        table has it.
+        """
+        ref = ref.strip()
+        if not ref:
+            raise InvalidInput("The reference is empty.", hint="Run: adapter-registry list")
+        return self._read(lambda s: _resolve(s, ref))
+
+    def list_entities(
+        self,
+        task: str | None = None,
+        kind: str | None = None,
+        include_deprecated: bool = True,
+    ) -> list[E.Entity]:
+        """Return adapter versions and fusions, newest last, optionally filtered."""
+
+        def fn(s: Session) -> list[E.Entity]:
+            task_id = _task_row(s, task).id if task else None
+            out: list[E.Entity] = []
+            if kind in (None, "adapter"):
+                q = select(SqlAdapterVersion).order_by(SqlAdapterVersion.id)
+                if task_id is not None:
+                    q = q.where(SqlAdapterVersion.task_id == task_id)
+                if not include_deprecated:
+                    q = q.where(SqlAdapterVersion.status == "active")
+                out.extend(_adapter_versions(s, list(s.scalars(q))))
+            if kind in (None, "fusion"):
+                fq = select(SqlFusion).order_by(SqlFusion.id)
+                if task_id is not None:
+                    fq = fq.where(SqlFusion.task_id == task_id)
+                if not include_deprecated:
+                    fq = fq.where(SqlFusion.status == "active")
+                out.extend(_fusions(s, list(s.scalars(fq))))
+            return out
+
+        return self._read(fn)
+
+    def set_status(self, ref: str, status: str) -> E.Entity:
+        """Mark an adapter version or fusion ``active`` or ``deprecated`` (nothing else changes)."""
+        if status not in STATUSES:
+            raise InvalidInput(f"Status must be one of {', '.join(STATUSES)}, not {status!r}.")
+        entity = self.resolve(ref)
+
+        def fn(s: Session) -> None:
+            row: SqlAdapterVersion | SqlFusion | None = (
+                s.get(SqlAdapterVersion, entity.id)
+                if entity.kind == "adapter"
+                else s.get(SqlFusion, entity.id)
+            )
+            assert row is not None
+            row.status = status
+
+        self._write(fn)
+        return self.get_entity(entity.kind, entity.id)
+
+    def artifact_path(self, entity: E.Entity) -> Path:
+        """Return the verified artifact folder of an adapter version or fusion."""
+        return self.artifacts.open(entity.artifact_sha256, what=f"{entity.kind} {entity.ref}")
+
+    def profile_path(self, version: E.AdapterVersion) -> Path | None:
+        """Return the verified reference-profile folder of an adapter version, if it has one."""
+        if version.profile_sha256 is None:
+            return None
+        return self.artifacts.open(version.profile_sha256, what=f"profile of {version.ref}")
+
+    def training_run(self, run_id: int) -> E.TrainingRun:
+        """Return a training run by id."""
+
+        def fn(s: Session) -> E.TrainingRun:
+            row = s.get(SqlTrainingRun, run_id)
+            if row is None:
+                raise NotFound(f"No training run with id {run_id}.")
+            return E.TrainingRun(
+                id=row.id,
+                kind=row.kind,
+                hyperparams=dict(row.hyperparams),
+                seed=row.seed,
+                library_versions=dict(row.library_versions),
+                wall_time_s=row.wall_time_s,
+                tokens_per_s=row.tokens_per_s,
+                device=row.device,
+                created_at=row.created_at,
+            )
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ aliases
+    def set_alias(self, task: str, alias: str, ref: str) -> E.Alias:
+        """Point ``task:alias`` at an adapter version or fusion of that task."""
+        if not ALIAS_RE.match(alias):
+            raise InvalidInput(
+                f"Invalid alias {alias!r}: use letters, digits, '_' or '-', "
+                "starting with a letter.",
+                hint="e.g. production, staging",
+            )
+        target = self.resolve(ref)
+
+        def fn(s: Session) -> int:
+            task_row = _task_row(s, task)
+            if target.task_id != task_row.id:
+                raise InvalidInput(
+                    f"{target.ref} belongs to task {target.task!r}, not {task!r}: an alias "
+                    "points only at its own task's adapters and fusions.",
+                    hint=f"Run: adapter-registry list --task {task}",
+                )
+            if target.status != "active":
+                raise InvalidInput(
+                    f"{target.ref} is {target.status}; an alias cannot point at it.",
+                    hint=f"Pick an active version: adapter-registry list --task {task}",
+                )
+            row = s.scalar(
+                select(SqlAlias).where(SqlAlias.task_id == task_row.id, SqlAlias.alias == alias)
+            )
+            if row is None:
+                row = SqlAlias(task_id=task_row.id, alias=alias, target_kind="", target_id=0)
+                s.add(row)
+            row.target_kind = target.kind
+            row.target_id = target.id
+            row.updated_at = utcnow()
+            s.flush()
+            return row.id
+
+        alias_id = self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+        return next(a for a in self.aliases(task) if a.id == alias_id)
+
+    def aliases(self, task: str | None = None) -> list[E.Alias]:
+        """Return aliases, optionally of one task."""
+
+        def fn(s: Session) -> list[E.Alias]:
+            q = select(SqlAlias, SqlTask.name).join(SqlTask, SqlTask.id == SqlAlias.task_id)
+            if task is not None:
+                q = q.where(SqlTask.name == task)
+            out = []
+            for row, task_name in s.execute(q.order_by(SqlTask.name, SqlAlias.alias)):
+                out.append(
+                    E.Alias(
+                        id=row.id,
+                        task=task_name,
+                        alias=row.alias,
+                        target_kind=row.target_kind,
+                        target_id=row.target_id,
+                        target_ref=_node_label(s, row.target_kind, row.target_id),
+                        updated_at=row.updated_at,
+                    )
+                )
+            return out
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(self, entity: E.Entity, metrics: Iterable[MetricIn]) -> None:
+        """Record metrics of an adapter version or fusion."""
+        items = list(metrics)
+        self._write(lambda s: _add_metrics(s, entity.kind, entity.id, items))
+
+    def metrics(self, entity: E.Entity) -> list[E.Metric]:
+        """Return an entity's metrics, oldest first."""
+
+        def fn(s: Session) -> list[E.Metric]:
+            q = (
+                select(SqlMetric)
+                .where(SqlMetric.entity_kind == entity.kind, SqlMetric.entity_id == entity.id)
+                .order_by(SqlMetric.id)
+            )
+            return [_metric(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ lineage
+    def add_edge(
+        self, parent_kind: str, parent_id: int, child_kind: str, child_id: int, relation: str
+    ) -> None:
+        """Add a lineage edge (idempotent)."""
+        _check_edge(parent_kind, relation)
+
+        def fn(s: Session) -> None:
+            _require_node(s, parent_kind, parent_id)
+            _require_node(s, child_kind, child_id)
+            _add_edge(s, parent_kind, parent_id, child_kind, child_id, relation)
+
+        self._write(fn)
+
+    def lineage(self, entity: E.Entity, max_depth: int = 1000) -> dict[str, Any]:
+        """Return the ancestors and descendants of an entity as ``{root, nodes, edges}``.
+
+        Node keys are ``kind:id``; each node has a human label (``name@version`` etc.).
+        """
+
+        def fn(s: Session) -> dict[str, Any]:
+            root = (entity.kind, entity.id)
+            edges: dict[int, SqlLineage] = {}
+            for direction in ("up", "down"):
+                seen = {root}
+                queue: deque[tuple[tuple[str, int], int]] = deque([(root, 0)])
+                while queue:
+                    (kind, nid), depth = queue.popleft()
+                    if depth >= max_depth:
+                        continue
+                    if direction == "up":
+                        q = select(SqlLineage).where(
+                            SqlLineage.child_kind == kind, SqlLineage.child_id == nid
+                        )
+                    else:
+                        q = select(SqlLineage).where(
+                            SqlLineage.parent_kind == kind, SqlLineage.parent_id == nid
+                        )
+                    for edge in s.scalars(q):
+                        edges[edge.id] = edge
+                        nxt = (
+                            (edge.parent_kind, edge.parent_id)
+                            if direction == "up"
+                            else (edge.child_kind, edge.child_id)
+                        )
+                        if nxt not in seen:
+                            seen.add(nxt)
+                            queue.append((nxt, depth + 1))
+            keys = {root}
+            for e in edges.values():
+                keys.add((e.parent_kind, e.parent_id))
+                keys.add((e.child_kind, e.child_id))
+            nodes = [
+                {"key": f"{k}:{i}", "kind": k, "id": i, "label": _node_label(s, k, i)}
+                for k, i in sorted(keys)
+            ]
+            return {
+                "root": f"{root[0]}:{root[1]}",
+                "nodes": nodes,
+                "edges": [
+                    {
+                        "parent": f"{e.parent_kind}:{e.parent_id}",
+                        "child": f"{e.child_kind}:{e.child_id}",
+                        "relation": e.relation,
+                    }
+                    for e in sorted(edges.values(), key=lambda e: e.id)
+                ],
+            }
+
+        return self._read(fn)
+
+    def edges_of(self, kind: str, entity_id: int) -> list[E.LineageEdge]:
+        """Return the edges whose child is this node."""
+
+        def fn(s: Session) -> list[E.LineageEdge]:
+            q = select(SqlLineage).where(
+                SqlLineage.child_kind == kind, SqlLineage.child_id == entity_id
+            )
+            return [_edge(e) for e in s.scalars(q.order_by(SqlLineage.id))]
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ drift & hub
+    def record_drift_report(
+        self,
+        *,
+        task: str,
+        reference_adapter_version_id: int | None,
+        new_dataset_id: int | None,
+        alpha: float,
+        tests: list[dict[str, Any]],
+        drift: bool,
+    ) -> E.DriftReport:
+        """Record the outcome of a drift check."""
+
+        def fn(s: Session) -> E.DriftReport:
+            row = SqlDriftReport(
+                task_id=_task_row(s, task).id,
+                reference_adapter_version_id=reference_adapter_version_id,
+                new_dataset_id=new_dataset_id,
+                alpha=alpha,
+                tests=tests,
+                drift=drift,
+            )
+            s.add(row)
+            s.flush()
+            return _drift(row)
+
+        return self._write(fn)
+
+    def get_drift_report(self, report_id: int) -> E.DriftReport:
+        """Return a drift report by id."""
+
+        def fn(s: Session) -> E.DriftReport:
+            row = s.get(SqlDriftReport, report_id)
+            if row is None:
+                raise NotFound(
+                    f"No drift report with id {report_id}.",
+                    hint="Run: adapter-registry drift TASK --data SPEC",
+                )
+            return _drift(row)
+
+        return self._read(fn)
+
+    def drift_reports(self, task: str | None = None) -> list[E.DriftReport]:
+        """Return drift reports, oldest first."""
+
+        def fn(s: Session) -> list[E.DriftReport]:
+            q = select(SqlDriftReport).order_by(SqlDriftReport.id)
+            if task is not None:
+                q = q.where(SqlDriftReport.task_id == _task_row(s, task).id)
+            return [_drift(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
+    def record_hub_link(
+        self,
+        entity: E.Entity,
+        *,
+        repo_id: str,
+        commit_sha: str,
+        revision: str | None,
+        direction: str,
+    ) -> E.HubLink:
+        """Record a push or pull of an entity at a Hub commit."""
+        if direction not in ("push", "pull"):
+            raise InvalidInput(f"direction must be push or pull, not {direction!r}")
+
+        def fn(s: Session) -> E.HubLink:
+            row = SqlHubLink(
+                entity_kind=entity.kind,
+                entity_id=entity.id,
+                repo_id=repo_id,
+                commit_sha=commit_sha,
+                revision=revision,
+                direction=direction,
+                artifact_sha256=entity.artifact_sha256,
+            )
+            s.add(row)
+            s.flush()
+            return _hub(row)
+
+        return self._write(fn)
+
+    def hub_links(
+        self, entity: E.Entity | None = None, *, repo_id: str | None = None
+    ) -> list[E.HubLink]:
+        """Return hub links of an entity or of a repo, oldest first."""
+
+        def fn(s: Session) -> list[E.HubLink]:
+            q = select(SqlHubLink).order_by(SqlHubLink.id)
+            if entity is not None:
+                q = q.where(
+                    SqlHubLink.entity_kind == entity.kind, SqlHubLink.entity_id == entity.id
+                )
+            if repo_id is not None:
+                q = q.where(SqlHubLink.repo_id == repo_id)
+            return [_hub(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
+    # ------------------------------------------------------------------ integrity
+    def verify(self) -> E.VerifyReport:
+        """Check every artifact against its sha256 and every row against its files."""
+        report = E.VerifyReport()
+        referenced = self.referenced_artifacts()
+        for sha, what in sorted(referenced.items()):
+            report.rows_checked += 1
+            try:
+                self.artifacts.verify(sha, what)
+                report.artifacts_checked += 1
+            except RegistryError as err:
+                kind = "missing" if isinstance(err, NotFound) else "damaged"
+                report.problems.append(
+                    {"kind": kind, "what": what, "sha256": sha, "error": str(err)}
+                )
+
+        def dangling(s: Session) -> list[tuple[E.LineageEdge, str, int]]:
+            out: list[tuple[E.LineageEdge, str, int]] = []
+            for row in s.scalars(select(SqlLineage)):
+                edge = _edge(row)
+                ends = ((edge.parent_kind, edge.parent_id), (edge.child_kind, edge.child_id))
+                out.extend((edge, k, i) for k, i in ends if not _node_exists(s, k, i))
+            return out
+
+        report.rows_checked += self._read(
+            lambda s: s.scalar(select(func.count(SqlLineage.id))) or 0
+        )
+        for edge, kind, nid in self._read(dangling):
+            report.problems.append(
+                {
+                    "kind": "dangling-edge",
+                    "what": f"lineage edge {edge.id} ({edge.relation})",
+                    "sha256": "",
+                    "error": f"points at missing {kind}:{nid}",
+                }
+            )
+        on_disk = set(self.artifacts.all_ids())
+        report.orphans = sorted(on_disk - set(referenced)) + [
+            str(p) for p in self.artifacts.temp_leftovers()
+        ]
+        return report
+
+    def referenced_artifacts(self) -> dict[str, str]:
+        """Return every artifact id a row points at, with a description of the row."""
+
+        def fn(s: Session) -> dict[str, str]:
+            out: dict[str, str] = {}
+            q = select(
+                SqlAdapter.name,
+                SqlAdapterVersion.version,
+                SqlAdapterVersion.artifact_sha256,
+                SqlAdapterVersion.profile_sha256,
+            ).join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
+            for name, version, sha, profile in s.execute(q):
+                out[sha] = f"adapter {name}@{version}"
+                if profile:
+                    out[profile] = f"profile of {name}@{version}"
+            for name, version, sha in s.execute(
+                select(SqlFusion.name, SqlFusion.version, SqlFusion.artifact_sha256)
+            ):
+                out[sha] = f"fusion {name}@{version}"
+            return out
+
+        return self._read(fn)
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = GC_GRACE_SECONDS) -> list[str]:
+        """Remove artifact folders no row points at, and leftovers of interrupted writes.
+
+        Folders younger than ``grace_seconds`` are kept: a concurrent writer may not yet
+        have committed the row that points at them.
+        """
+        referenced = set(self.referenced_artifacts())
+        now = time.time()
+        removed: list[str] = []
+        for sha in self.artifacts.all_ids():
+            path = self.artifacts.path_for(sha)
+            if sha in referenced or now - path.stat().st_mtime < grace_seconds:
+                continue
+            removed.append(str(path))
+            if not dry_run:
+                self.artifacts.remove(sha)
+        for leftover in self.artifacts.temp_leftovers():
+            if now - leftover.stat().st_mtime < grace_seconds:
+                continue
+            removed.append(str(leftover))
+            if not dry_run:
+                self.artifacts.remove_path(leftover)
+        return removed
+
+
+# ---------------------------------------------------------------------- helpers (module level)
+def _make_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise InvalidInput(f"The registry home is not a folder: {home}")
+    if not home.parent.exists():
+        raise InvalidInput(
+            f"The folder that should hold the registry home does not exist: {home.parent}",
+            hint=f"Create it first: mkdir -p {home.parent}",
+        )
+    try:
+        home.mkdir(exist_ok=True)
+        (home / "artifacts").mkdir(exist_ok=True)
+    except PermissionError as err:
+        raise InvalidInput(
+            f"Cannot write to the registry home {home}: permission denied.",
+            hint="Check its permissions, or set ADAPTER_REGISTRY_HOME to a writable folder.",
+        ) from err
+
+
+def _base_label(row: SqlBaseModel | None) -> str:
+    return "?" if row is None else f"{row.name} (revision {row.revision[:12]})"
+
+
+def _check_edge(parent_kind: str, relation: str) -> None:
+    if parent_kind not in NODE_KINDS:
+        raise InvalidInput(f"Unknown lineage node kind {parent_kind!r}.")
+    if relation not in RELATIONS:
+        raise InvalidInput(f"Unknown lineage relation {relation!r}; valid: {', '.join(RELATIONS)}.")
+
+
+_NODE_TABLES: dict[str, Any] = {
+    "adapter": SqlAdapterVersion,
+    "fusion": SqlFusion,
+    "drift": SqlDriftReport,
+    "hub": SqlHubLink,
+    "dataset": SqlDataset,
+}
+
+
+def _node_exists(s: Session, kind: str, node_id: int) -> bool:
+    table = _NODE_TABLES.get(kind)
+    return table is not None and s.get(table, node_id) is not None
+
+
+def _require_node(s: Session, kind: str, node_id: int) -> None:
+    if not _node_exists(s, kind, node_id):
+        raise NotFound(f"No {kind} with id {node_id} to link to.")
+
+
+def _add_edge(
+    s: Session, parent_kind: str, parent_id: int, child_kind: str, child_id: int, relation: str
+) -> None:
+    exists = s.scalar(
+        select(SqlLineage.id).where(
+            SqlLineage.parent_kind == parent_kind,
+            SqlLineage.parent_id == parent_id,
+            SqlLineage.child_kind == child_kind,
+            SqlLineage.child_id == child_id,
+            SqlLineage.relation == relation,
+        )
+    )
+    if exists is None:
+        s.add(
+            SqlLineage(
+                parent_kind=parent_kind,
+                parent_id=parent_id,
+                child_kind=child_kind,
+                child_id=child_id,
+                relation=relation,
+            )
+        )
+
+
+def _add_run(s: Session, kind: str, run: dict[str, Any] | None) -> int | None:
+    if run is None:
+        return None
+    row = SqlTrainingRun(
+        kind=kind,
+        hyperparams=dict(run.get("hyperparams", {})),
+        seed=run.get("seed"),
+        library_versions=dict(run.get("library_versions", {})),
+        wall_time_s=run.get("wall_time_s"),
+        tokens_per_s=run.get("tokens_per_s"),
+        device=run.get("device"),
+    )
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def _add_metrics(s: Session, kind: str, entity_id: int, metrics: Iterable[MetricIn]) -> None:
+    for m in metrics:
+        s.add(
+            SqlMetric(
+                entity_kind=kind,
+                entity_id=entity_id,
+                dataset_id=m.dataset_id,
+                split=m.split,
+                name=m.name,
+                value=float(m.value),
+                step=m.step,
+            )
+        )
+
+
+def _task_row(s: Session, name: str) -> SqlTask:
+    row = s.scalar(select(SqlTask).where(SqlTask.name == name))
+    if row is None:
+        raise NotFound(f"No task named {name!r}.", hint="Run: adapter-registry list")
+    return row
+
+
+def _resolve(s: Session, ref: str) -> E.Entity:
+    if re.fullmatch(r"[af]\d+", ref):
+        kind = "adapter" if ref[0] == "a" else "fusion"
+        return _by_id(s, kind, int(ref[1:]), ref)
+    if ref.isdigit():
+        n = int(ref)
+        hits = [k for k in ENTITY_KINDS if _node_exists(s, k, n)]
+        if len(hits) > 1:
+            raise InvalidInput(
+                f"The id {ref} is ambiguous: both adapter version a{n} and fusion f{n} exist.",
+                hint=f"Use a{n} or f{n}.",
+            )
+        if not hits:
+            raise NotFound(f"Nothing has the id {ref}.", hint="Run: adapter-registry list")
+        return _by_id(s, hits[0], n, ref)
+    if ":" in ref:
+        task_name, _, alias = ref.partition(":")
+        task = s.scalar(select(SqlTask).where(SqlTask.name == task_name))
+        if task is None:
+            raise NotFound(
+                f"No task named {task_name!r} (in {ref!r}).", hint="Run: adapter-registry list"
+            )
+        row = s.scalar(select(SqlAlias).where(SqlAlias.task_id == task.id, SqlAlias.alias == alias))
+        if row is None:
+            raise NotFound(
+                f"Task {task_name!r} has no alias {alias!r}.",
+                hint=f"Set one: adapter-registry alias {task_name} {alias} REF",
+            )
+        return _by_id(s, row.target_kind, row.target_id, ref)
+    name, sep, version_text = ref.partition("@")
+    if sep and not version_text.isdigit():
+        raise InvalidInput(
+            f"Invalid reference {ref!r}: the version after '@' must be a number.",
+            hint="e.g. sentiment@3",
+        )
+    adapter = s.scalar(select(SqlAdapter).where(SqlAdapter.name == name))
+    if adapter is not None:
+        q = select(SqlAdapterVersion).where(SqlAdapterVersion.adapter_id == adapter.id)
+        if sep:
+            q = q.where(SqlAdapterVersion.version == int(version_text))
+        else:
+            q = q.where(SqlAdapterVersion.status == "active")
+        av = s.scalar(q.order_by(SqlAdapterVersion.version.desc()).limit(1))
+        if av is None:
+            raise NotFound(
+                _missing_version(ref, name, bool(sep)), hint=f"Run: adapter-registry show {name}@1"
+            )
+        return _adapter_versions(s, [av])[0]
+    fq = select(SqlFusion).where(SqlFusion.name == name)
+    if sep:
+        fq = fq.where(SqlFusion.version == int(version_text))
+    else:
+        fq = fq.where(SqlFusion.status == "active")
+    fusion = s.scalar(fq.order_by(SqlFusion.version.desc()).limit(1))
+    if fusion is not None:
+        return _fusions(s, [fusion])[0]
+    if s.scalar(select(SqlFusion.id).where(SqlFusion.name == name).limit(1)):
+        raise NotFound(_missing_version(ref, name, bool(sep)), hint="Run: adapter-registry list")
+    raise NotFound(f"No adapter or fusion matches {ref!r}.", hint="Run: adapter-registry list")
+
+
+def _missing_version(ref: str, name: str, has_version: bool) -> str:
+    if has_version:
+        return f"{name!r} has no version matching {ref!r}."
+    return f"{name!r} has no active version (all are deprecated); name one as {name}@N."
+
+
+def _by_id(s: Session, kind: str, entity_id: int, ref: str) -> E.Entity:
+    if kind == "adapter":
+        row = s.get(SqlAdapterVersion, entity_id)
+        if row is not None:
+            return _adapter_versions(s, [row])[0]
+    else:
+        frow = s.get(SqlFusion, entity_id)
+        if frow is not None:
+            return _fusions(s, [frow])[0]
+    raise NotFound(f"No {kind} matches {ref!r}.", hint="Run: adapter-registry list")
+
+
+def _node_label(s: Session, kind: str, node_id: int) -> str:
+    if kind == "adapter":
+        row = s.execute(
+            select(SqlAdapter.name, SqlAdapterVersion.version)
+            .join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
+            .where(SqlAdapterVersion.id == node_id)
+        ).first()
+        return f"{row[0]}@{row[1]}" if row else f"a{node_id} (missing)"
+    if kind == "fusion":
+        frow = s.get(SqlFusion, node_id)
+        return f"{frow.name}@{frow.version}" if frow else f"f{node_id} (missing)"
+    if kind == "hub":
+        hrow = s.get(SqlHubLink, node_id)
+        return f"hub:{hrow.repo_id}@{hrow.commit_sha[:10]}" if hrow else f"hub{node_id} (missing)"
+    if kind == "drift":
+        drow = s.get(SqlDriftReport, node_id)
+        if drow is None:
+            return f"drift#{node_id} (missing)"
+        return f"drift#{node_id} ({'drift' if drow.drift else 'no drift'})"
+    if kind == "dataset":
+        dsrow = s.get(SqlDataset, node_id)
+        return f"dataset#{node_id} ({dsrow.split})" if dsrow else f"dataset#{node_id} (missing)"
+    return f"{kind}:{node_id}"
+
+
+def _base(row: SqlBaseModel) -> E.BaseModel:
+    return E.BaseModel(
+        id=row.id,
+        name=row.name,
+        revision=row.revision,
+        architecture=row.architecture,
+        hidden_size=row.hidden_size,
+        num_layers=row.num_layers,
+        created_at=row.created_at,
+    )
+
+
+def _task(row: SqlTask) -> E.Task:
+    return E.Task(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        label_names=list(row.label_names),
+        text_fields=list(row.text_fields),
+        base_model_id=row.base_model_id,
+        created_at=row.created_at,
+    )
+
+
+def _dataset(row: SqlDataset) -> E.Dataset:
+    return E.Dataset(
+        id=row.id,
+        task_id=row.task_id,
+        source=row.source,
+        split=row.split,
+        row_count=row.row_count,
+        fingerprint=row.fingerprint,
+        label_distribution=dict(row.label_distribution),
+        created_at=row.created_at,
+    )
+
+
+def _metric(row: SqlMetric) -> E.Metric:
+    return E.Metric(
+        id=row.id,
+        entity_kind=row.entity_kind,
+        entity_id=row.entity_id,
+        dataset_id=row.dataset_id,
+        split=row.split,
+        name=row.name,
+        value=row.value,
+        step=row.step,
+        created_at=row.created_at,
+    )
+
+
+def _edge(row: SqlLineage) -> E.LineageEdge:
+    return E.LineageEdge(
+        id=row.id,
+        parent_kind=row.parent_kind,
+        parent_id=row.parent_id,
+        child_kind=row.child_kind,
+        child_id=row.child_id,
+        relation=row.relation,
+        created_at=row.created_at,
+    )
+
+
+def _drift(row: SqlDriftReport) -> E.DriftReport:
+    return E.DriftReport(
+        id=row.id,
+        task_id=row.task_id,
+        reference_adapter_version_id=row.reference_adapter_version_id,
+        new_dataset_id=row.new_dataset_id,
+        alpha=row.alpha,
+        tests=list(row.tests),
+        drift=bool(row.drift),
+        created_at=row.created_at,
+    )
+
+
+def _hub(row: SqlHubLink) -> E.HubLink:
+    return E.HubLink(
+        id=row.id,
+        entity_kind=row.entity_kind,
+        entity_id=row.entity_id,
+        repo_id=row.repo_id,
+        commit_sha=row.commit_sha,
+        revision=row.revision,
+        direction=row.direction,
+        artifact_sha256=row.artifact_sha256,
+        created_at=row.created_at,
+    )
+
+
+def _adapter_versions(s: Session, rows: list[SqlAdapterVersion]) -> list[E.AdapterVersion]:
+    if not rows:
+        return []
+    names = (
+        {r[0]: r[1] for r in s.execute(select(SqlAdapter.id, SqlAdapter.name))}
+        if len(rows) > 50
+        else {
+            a.id: a.name
+            for a in s.scalars(
+                select(SqlAdapter).where(SqlAdapter.id.in_({r.adapter_id for r in rows}))
+            )
+        }
+    )
+    tasks = {r[0]: r[1] for r in s.execute(select(SqlTask.id, SqlTask.name))}
+    return [
+        E.AdapterVersion(
+            id=r.id,
+            name=names[r.adapter_id],
+            version=r.version,
+            task=tasks[r.task_id],
+            task_id=r.task_id,
+            base_model_id=r.base_model_id,
+            method=r.method,
+            config=dict(r.config),
+            config_hash=r.config_hash,
+            artifact_sha256=r.artifact_sha256,
+            artifact_size=r.artifact_size,
+            trainable_params=r.trainable_params,
+            training_run_id=r.training_run_id,
+            profile_sha256=r.profile_sha256,
+            status=r.status,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+def _fusions(s: Session, rows: list[SqlFusion]) -> list[E.Fusion]:
+    if not rows:
+        return []
+    tasks = {r[0]: r[1] for r in s.execute(select(SqlTask.id, SqlTask.name))}
+    ids = [r.id for r in rows]
+    members: dict[int, list[tuple[int, int, str, int]]] = {i: [] for i in ids}
+    q = (
+        select(
+            SqlFusionMember.fusion_id,
+            SqlFusionMember.position,
+            SqlAdapterVersion.id,
+            SqlAdapter.name,
+            SqlAdapterVersion.version,
+        )
+        .join(SqlAdapterVersion, SqlAdapterVersion.id == SqlFusionMember.adapter_version_id)
+        .join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
+        .where(SqlFusionMember.fusion_id.in_(ids))
+    )
+    for fid, pos, avid, name, version in s.execute(q):
+        members[fid].append((pos, avid, name, version))
+    out = []
+    for r in rows:
+        ms = sorted(members[r.id])
+        out.append(
+            E.Fusion(
+                id=r.id,
+                name=r.name,
+                version=r.version,
+                task=tasks[r.task_id],
+                task_id=r.task_id,
+                base_model_id=r.base_model_id,
+                config=dict(r.config),
+                head=dict(r.head),
+                members=[f"{n}@{v}" for _, _, n, v in ms],
+                member_ids=[avid for _, avid, _, _ in ms],
+                artifact_sha256=r.artifact_sha256,
+                artifact_size=r.artifact_size,
+                trainable_params=r.trainable_params,
+                training_run_id=r.training_run_id,
+                status=r.status,
+                created_at=r.created_at,
+            )
+        )
+    return out

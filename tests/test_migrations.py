@@ -1,0 +1,142 @@
+"""Alembic migrations: they build the ORM's schema, round-trip, and keep data across upgrades."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from registry.db import KNOWN_REVISIONS, SCHEMA_HEAD, Database, migrations_dir
+from registry.errors import SchemaOutOfDate
+from registry.orm import Base
+from registry.settings import load_settings
+from registry.store import Registry
+
+
+def _script() -> ScriptDirectory:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return ScriptDirectory.from_config(cfg)
+
+
+def test_schema_head_constant_matches_scripts() -> None:
+    script = _script()
+    assert script.get_current_head() == SCHEMA_HEAD
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert tuple(chain) == KNOWN_REVISIONS
+
+
+def test_migrated_schema_equals_orm_metadata(backend_url: str | None, tmp_path: Path) -> None:
+    reg = Registry.init(tmp_path / "home", backend_url)
+    with reg.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    reg.close()
+    assert diff == [], f"ORM and migrations disagree; add a revision: {diff}"
+
+
+def test_upgrade_downgrade_upgrade(backend_url: str | None, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    database = Database(load_settings(tmp_path / "home", backend_url))
+    database.upgrade()
+    assert database.current_revision() == SCHEMA_HEAD
+    database.downgrade("base")
+    assert set(inspect(database.engine).get_table_names()) <= {"alembic_version"}
+    database.upgrade()
+    assert "adapter_versions" in inspect(database.engine).get_table_names()
+    database.dispose()
+
+
+def test_rows_survive_upgrade_from_0001(backend_url: str | None, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    database = Database(load_settings(tmp_path / "home", backend_url))
+    database.upgrade("0001")
+    with database.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO base_models (id, name, revision, architecture, hidden_size, "
+                "num_layers, created_at) VALUES (1, 'bert', 'abc', 'bert', 32, 2, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tasks (id, name, kind, label_names, text_fields, base_model_id, "
+                "created_at) VALUES (1, 'sent', 'single', '[\"n\", \"p\"]', '[\"text\"]', 1, "
+                "'2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO adapters (id, name, task_id, created_at) "
+                "VALUES (1, 'books', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO adapter_versions (id, adapter_id, version, task_id, base_model_id, "
+                "method, config, config_hash, artifact_sha256, artifact_size, trainable_params, "
+                "status, created_at) VALUES (1, 1, 1, 1, 1, 'seq_bn', '{}', 'h', :sha, 5, 7, "
+                "'active', '2026-01-01')"
+            ),
+            {"sha": "a" * 64},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO hub_links (id, entity_kind, entity_id, repo_id, commit_sha, "
+                "direction, created_at) VALUES (1, 'adapter', 1, 'me/books', 'c1', 'push', "
+                "'2026-01-01')"
+            )
+        )
+    with pytest.raises(SchemaOutOfDate, match="out of date") as info:
+        database.verify_schema()
+    assert info.value.hint == "Run: adapter-registry db upgrade"
+    database.upgrade()
+    with database.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT version, artifact_sha256, profile_sha256 FROM adapter_versions")
+        ).one()
+        link = conn.execute(text("SELECT repo_id, artifact_sha256 FROM hub_links")).one()
+    assert tuple(row) == (1, "a" * 64, None)
+    assert tuple(link) == ("me/books", None)
+    reg = Registry(database.settings, database)
+    assert reg.resolve("books@1").trainable_params == 7
+    database.downgrade("0001")
+    with database.engine.connect() as conn:
+        cols = {c["name"] for c in inspect(conn).get_columns("adapter_versions")}
+        assert "profile_sha256" not in cols
+        assert conn.execute(text("SELECT count(*) FROM adapter_versions")).scalar() == 1
+    database.dispose()
+
+
+def test_behind_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    database = Database(load_settings(home))
+    database.upgrade("0001")
+    with pytest.raises(SchemaOutOfDate) as info:
+        Registry.open(home)
+    assert "found revision 0001, expected 0002" in str(info.value)
+    assert info.value.hint == "Run: adapter-registry db upgrade"
+    database.upgrade()
+    Registry.open(home).close()
+
+
+def test_newer_schema_is_refused_and_not_downgraded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    Registry.init(home).close()
+    con = sqlite3.connect(home / "registry.db")
+    con.execute("UPDATE alembic_version SET version_num = '0099'")
+    con.commit()
+    con.close()
+    with pytest.raises(SchemaOutOfDate, match="newer than this adapter-registry knows"):
+        Registry.open(home)
+    with pytest.raises(SchemaOutOfDate, match="newer"):
+        Registry.init(home)
+    con = sqlite3.connect(home / "registry.db")
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone() == ("0099",)
+    con.close()
