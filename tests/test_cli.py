@@ -47,8 +47,8 @@ def test_missing_registry_is_a_clear_error() -> None:
     home = os.environ["ADAPTER_REGISTRY_HOME"]
     assert code == 1
     assert (
-        out
-        == f"Error: No registry at {home}.\nHint: Run: adapter-registry init (or set ADAPTER_REGISTRY_HOME)\n"
+        out == f"Error: No registry at {home}.\n"
+        "Hint: Run: adapter-registry init (or set ADAPTER_REGISTRY_HOME)\n"
     )
 
 
@@ -56,7 +56,8 @@ def test_home_in_missing_folder_is_refused(tmp_path: Path) -> None:
     code, out = run("--home", str(tmp_path / "no" / "such" / "home"), "init")
     assert code == 1
     assert out.startswith(
-        f"Error: The folder that should hold the registry home does not exist: {tmp_path / 'no' / 'such'}"
+        "Error: The folder that should hold the registry home does not exist: "
+        f"{tmp_path / 'no' / 'such'}"
     )
     assert not (tmp_path / "no").exists()
 
@@ -146,7 +147,8 @@ def test_debug_env_shows_traceback(populated: Registry) -> None:
 def test_list_does_not_import_torch(populated: Registry) -> None:
     code = (
         "import sys; from registry.cli import main\n"
-        "try:\n    main(['list', '--json'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "try:\n    main(['list', '--json'])\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "heavy = [m for m in ('torch', 'transformers', 'adapters', 'huggingface_hub', 'datasets')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

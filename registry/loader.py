@@ -1,0 +1,98 @@
+"""Rebuild adapters and fusions from the registry into a live model, verified on the way.
+
+Members of a fusion are loaded under their registry identities (:func:`module_name`), so a
+fusion's saved weights always meet the same adapter names they were trained with; this is what
+keeps reloaded fusions exact (the failure mode of adapter-hub/adapters #188 and #477).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import entities as E
+from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .backbone import Backbone
+    from .store import Registry
+
+HEAD_PREFIX = "head_"
+
+
+def module_name(entity: E.Entity) -> str:
+    """Return the name an adapter version or fusion head is loaded under inside the model."""
+    raw = f"{entity.name}_v{entity.version}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", raw)
+
+
+@dataclass
+class Loaded:
+    """A live model with one adapter or one fusion active, ready for inference or eval."""
+
+    backbone: Backbone
+    entity: E.Entity
+    head: str
+    setup: str | list[str]
+    label_names: list[str]
+
+
+def base_source(registry: Registry, entity: E.Entity) -> tuple[str, str]:
+    """Return (name or path, revision) of the base model an entity was trained on."""
+    base = registry.get_base_model(entity.base_model_id)
+    return base.name, base.revision
+
+
+def load_backbone_for(registry: Registry, entity: E.Entity, device: str = "cpu") -> Backbone:
+    """Load the entity's base model and check that its revision is the recorded one."""
+    from .backbone import Backbone
+
+    name, revision = base_source(registry, entity)
+    backbone = Backbone.load(name, revision=None if _is_local(name) else revision, device=device)
+    if backbone.info.revision != revision:
+        raise InvalidInput(
+            f"The base model at {name} has changed since {entity.ref} was trained "
+            f"(revision {backbone.info.revision[:12]}, recorded {revision[:12]}).",
+            hint="Restore the original base model files, or re-train the adapter on the new base.",
+        )
+    return backbone
+
+
+def _is_local(name: str) -> bool:
+    from pathlib import Path
+
+    return Path(name).expanduser().exists()
+
+
+def attach_adapter(registry: Registry, backbone: Backbone, version: E.AdapterVersion) -> str:
+    """Load an adapter version (+ its head) from its verified artifact; return its module name."""
+    name = module_name(version)
+    if name not in backbone.adapter_names:
+        backbone.load_adapter(registry.artifact_path(version), name)
+    return name
+
+
+def load_entity(
+    registry: Registry, entity: E.Entity, device: str = "cpu", backbone: Backbone | None = None
+) -> Loaded:
+    """Build a model with ``entity`` (adapter version or fusion) active, from verified files."""
+    backbone = backbone or load_backbone_for(registry, entity, device)
+    task = registry.get_task_by_id(entity.task_id)
+    if isinstance(entity, E.AdapterVersion):
+        name = attach_adapter(registry, backbone, entity)
+        backbone.activate(name, name)
+        return Loaded(backbone, entity, name, name, backbone.head_labels(name))
+    members = [
+        attach_adapter(registry, backbone, registry.get_adapter_version(mid))
+        for mid in entity.member_ids
+    ]
+    head = HEAD_PREFIX + module_name(entity)
+    backbone.load_fusion(registry.artifact_path(entity), members, head)
+    backbone.activate(members, head)
+    labels = backbone.head_labels(head)
+    if labels != task.label_names:
+        raise InvalidInput(
+            f"The head of {entity.ref} has labels {labels}, task has {task.label_names}."
+        )
+    return Loaded(backbone, entity, head, members, labels)
