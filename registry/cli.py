@@ -455,6 +455,18 @@ def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
         click.echo(f"  {path}")
 
 
+def _register_capabilities() -> None:
+    # Each capability keeps its commands in its own module; all stay light to import.
+    from . import cli_compose, cli_continual, cli_hub, cli_train
+
+    for module in (cli_train, cli_compose, cli_continual, cli_hub):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_capabilities()
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the command line (console-script entry point)."""
     cli.main(args=argv, prog_name="adapter-registry")

@@ -51,3 +51,43 @@ def add_version(
         metrics=metrics or [],
         lineage=lineage or [],
     )
+
+
+POSITIVE = ["good", "great", "love", "fun", "happy", "like"]
+NEGATIVE = ["bad", "awful", "hate", "boring", "sad", "slow"]
+NEUTRAL = ["the", "movie", "film", "book", "story", "plot", "acting", "it", "this", "was", "is"]
+
+
+def sentiment_rows(n: int, seed: int, *, positive_share: float = 0.5) -> list[dict[str, str]]:
+    """Return ``n`` learnable single-text rows with labels negative/positive."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = "positive" if rng.random() < positive_share else "negative"
+        cue = POSITIVE if label == "positive" else NEGATIVE
+        words = [rng.choice(NEUTRAL) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_splits(folder: Path, splits: dict[str, list[dict[str, Any]]]) -> Path:
+    """Write ``{split: rows}`` as jsonl files into ``folder`` and return it."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        (folder / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+        )
+    return folder
+
+
+def sentiment_data(folder: Path, seed: int = 0, n_train: int = 48, n_val: int = 24) -> Path:
+    """Write a small learnable sentiment dataset (train + validation) and return its folder."""
+    return write_splits(
+        folder,
+        {"train": sentiment_rows(n_train, seed), "validation": sentiment_rows(n_val, seed + 1)},
+    )

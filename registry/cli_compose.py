@@ -1,0 +1,7 @@
+"""Command-line commands for the compose capability (registered on the main group in cli.py)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,264 @@
+"""Commands that train, evaluate and predict with task adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _fields(value: str | None) -> tuple[str, ...] | None:
+    return tuple(f.strip() for f in value.split(",") if f.strip()) if value else None
+
+
+def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
+    rows = []
+    for split, values in metrics.items():
+        rows.append([split, f"{values['accuracy']:.4f}", f"{values['macro_f1']:.4f}"])
+    return rows
+
+
+@click.command()
+@click.argument("task")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    help="Data SPEC: a jsonl/csv/parquet file, a folder "
+    "with train/validation/test files, or a Hub dataset name (super_glue/cb).",
+)
+@click.option("--base", required=True, help="Base model: a local folder or a Hub model name.")
+@click.option("--name", help="Adapter name (default: the task name).")
+@click.option(
+    "--method",
+    type=click.Choice(["seq_bn", "double_seq_bn"]),
+    default="seq_bn",
+    show_default=True,
+    help="seq_bn = Pfeiffer, double_seq_bn = Houlsby.",
+)
+@click.option("--reduction-factor", type=float, default=16.0, show_default=True)
+@click.option("--leave-out", help="Comma-separated layer indices without an adapter (AdapterDrop).")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-length", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--patience",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Stop after this many epochs without a better validation score.",
+)
+@click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
+@click.option("--max-train-examples", type=int, help="Use only the first N training rows.")
+@click.option("--init-from", help="REF of an adapter whose weights start this training.")
+@click.option(
+    "--after-drift", type=int, help="Id of the drift report that triggered this training."
+)
+@click.option("--text-fields", help="Column(s) holding the text, e.g. premise,hypothesis.")
+@click.option("--label-field", default="label", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
+@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    task: str,
+    data: str,
+    base: str,
+    name: str | None,
+    method: str,
+    reduction_factor: float,
+    leave_out: str | None,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    max_length: int,
+    seed: int,
+    patience: int,
+    class_weights: bool,
+    max_train_examples: int | None,
+    init_from: str | None,
+    after_drift: int | None,
+    text_fields: str | None,
+    label_field: str,
+    device: str,
+    threads: int | None,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Train a NEW adapter version for TASK on a frozen base model and register it.
+
+    Earlier adapters are never changed: their sha256 is re-checked after training.
+
+    \b
+    Example:
+      adapter-registry train sentiment --data ../shared/data/mds_books \\
+          --base ./minilm --name books --epochs 3
+    """
+    from .cli import _echo_json, _registry, _table
+    from .errors import InvalidInput
+    from .trainer import TrainConfig
+    from .trainer import train as run_train
+
+    try:
+        leave = [int(x) for x in leave_out.split(",")] if leave_out else []
+    except ValueError as err:
+        raise InvalidInput(f"--leave-out takes layer numbers, got {leave_out!r}.") from err
+    config = TrainConfig(
+        method=method,
+        reduction_factor=reduction_factor,
+        leave_out=leave,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+        patience=patience,
+        class_weights=class_weights,
+        max_train_examples=max_train_examples,
+        device=device,
+        threads=threads,
+    )
+    registry = _registry(ctx, create=True)
+    outcome = run_train(
+        registry,
+        task,
+        data,
+        base,
+        name=name,
+        config=config,
+        init_from=init_from,
+        after_drift=after_drift,
+        text_fields=_fields(text_fields),
+        label_field=label_field,
+        progress=not no_progress,
+    )
+    v = outcome.version
+    if as_json:
+        _echo_json(
+            {
+                "ref": v.ref,
+                "id": v.uid,
+                "task": v.task,
+                "metrics": outcome.metrics,
+                "best_epoch": outcome.fit.best_epoch,
+                "tokens_per_s": outcome.fit.tokens_per_s,
+                "wall_time_s": outcome.fit.wall_time_s,
+                "earlier_artifacts_verified": outcome.earlier_artifacts_verified,
+            }
+        )
+        return
+    click.echo(
+        f"Registered {v.ref} ({v.uid}) for task {v.task}: best epoch {outcome.fit.best_epoch}, "
+        f"{outcome.fit.tokens_per_s:.0f} tokens/s, {outcome.fit.wall_time_s:.1f}s."
+    )
+    click.echo(f"Earlier artifacts re-verified unchanged: {outcome.earlier_artifacts_verified}.")
+    _table(["SPLIT", "ACCURACY", "MACRO-F1"], _metrics_rows(outcome.metrics))
+
+
+@click.command("eval")
+@click.argument("ref")
+@click.option("--data", "data", required=True, help="Data SPEC with a labelled split.")
+@click.option("--split", default="validation", show_default=True)
+@click.option("--text-fields", help="Column(s) holding the text.")
+@click.option("--no-record", is_flag=True, help="Do not store the metrics in the registry.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def eval_(
+    ctx: click.Context,
+    ref: str,
+    data: str,
+    split: str,
+    text_fields: str | None,
+    no_record: bool,
+    as_json: bool,
+) -> None:
+    """Evaluate an adapter version or fusion on a labelled split and record the metrics.
+
+    \b
+    Example:
+      adapter-registry eval sentiment:production --data ../shared/data/mds_dvd --split test
+    """
+    from .cli import _echo_json, _registry, _table
+    from .inference import evaluate_entity
+
+    registry = _registry(ctx)
+    entity = registry.resolve(ref)
+    metrics = evaluate_entity(
+        registry, ref, data, split=split, record=not no_record, text_fields=_fields(text_fields)
+    )
+    if as_json:
+        _echo_json({"ref": entity.ref, "split": split, "metrics": metrics})
+        return
+    click.echo(f"{entity.ref} on {data} [{split}]")
+    _table(["METRIC", "VALUE"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--text", help="The text to classify.")
+@click.option("--text-b", help="The second text of a pair task.")
+@click.option("--data", "data", help="Data SPEC: predict every row of a split.")
+@click.option("--split", help="Which split of --data (default: the first).")
+@click.option("--text-fields", help="Column(s) holding the text.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write predictions as jsonl here (default: stdout).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for --text.")
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    ref: str,
+    text: str | None,
+    text_b: str | None,
+    data: str | None,
+    split: str | None,
+    text_fields: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Predict labels with an adapter version or fusion (one text, a pair, or a file).
+
+    \b
+    Example:
+      adapter-registry predict sentiment:production --text "Great blender, works well"
+      adapter-registry predict nli@2 --text "A man sleeps." --text-b "Nobody sleeps."
+      adapter-registry predict sentiment@3 --data reviews.jsonl --out preds.jsonl
+    """
+    from .cli import _echo_json, _registry
+    from .errors import InvalidInput
+    from .inference import predict as run_predict
+
+    if (text is None) == (data is None):
+        raise click.UsageError("Give exactly one of --text or --data.")
+    if text_b is not None and text is None:
+        raise click.UsageError("--text-b goes with --text.")
+    registry = _registry(ctx)
+    if text is not None:
+        preds = run_predict(registry, ref, texts=[(text, text_b)])
+        if as_json:
+            _echo_json(preds[0])
+        else:
+            best = preds[0]
+            click.echo(f"{best['label']}\t{best['scores'][best['label']]:.4f}")
+        return
+    preds = run_predict(registry, ref, data=data, split=split, text_fields=_fields(text_fields))
+    lines = "".join(json.dumps(p) + "\n" for p in preds)
+    if out is None:
+        click.echo(lines, nl=False)
+        return
+    if out.exists():
+        raise InvalidInput(f"{out} already exists; not overwriting it.", hint="Pick another --out.")
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(lines, encoding="utf-8")
+    tmp.replace(out)
+    click.echo(f"Wrote {len(preds)} predictions to {out}.", err=True)
+
+
+COMMANDS: list[click.Command] = [train, eval_, predict]
