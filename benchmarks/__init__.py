@@ -1,0 +1,1 @@
+"""Performance and quality benchmarks (not tests): run with ``make bench``."""
