@@ -96,9 +96,12 @@ class ArtifactStore:
             self.verify(digest)
             return StoredArtifact(digest, final, size)
         tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
         tmp = tmp_root / f"{digest[:12]}-{uuid.uuid4().hex}"
-        tmp.mkdir()
+        try:
+            tmp_root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as err:  # a read-only home, or no permission
+            raise _not_writable(self.root, err) from err
         try:
             for entry in entries:
                 rel = str(entry["path"])
@@ -123,6 +126,8 @@ class ArtifactStore:
                 if not final.exists():  # a concurrent writer published the same bytes: fine
                     raise
             _fsync_dir(final.parent)
+        except OSError as err:  # e.g. the disk filled up while copying
+            raise _not_writable(self.root, err) from err
         finally:
             if tmp.exists():
                 _remove_tree(tmp)
@@ -207,6 +212,13 @@ class ArtifactStore:
     def remove_path(self, path: Path) -> None:
         """Delete a temporary leftover folder."""
         _remove_tree(path)
+
+
+def _not_writable(root: Path, err: OSError) -> InvalidInput:
+    return InvalidInput(
+        f"Cannot write to the artifact folder {root}: {err.strerror or err}.",
+        hint="Check the permissions and free space of the registry home (ADAPTER_REGISTRY_HOME).",
+    )
 
 
 def file_listing_digest(folder: Path) -> str:

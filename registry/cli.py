@@ -73,11 +73,21 @@ def _table(columns: list[str], rows: list[list[str]], title: str | None = None) 
     Console(soft_wrap=False, width=width).print(table)
 
 
+def _check_home(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    # An empty --home (or ADAPTER_REGISTRY_HOME="") would silently mean the current folder.
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("the registry home must be a folder path, not empty")
+    return Path(value)
+
+
 @click.group(cls=RegistryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     envvar="ADAPTER_REGISTRY_HOME",
+    callback=_check_home,
     help="Registry folder (default ~/.adapter-registry).",
 )
 @click.option(

@@ -9,6 +9,7 @@ half-way. Migrations run programmatically; opening a database whose schema is no
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +68,21 @@ def _on_sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(mode)
 
 
+def _read_only_sqlite_url(path: Path | None) -> str | None:
+    """Return a read-only URL for a registry whose folder cannot be written, else None.
+
+    Even reading a WAL database needs its -shm file, which a read-only folder (a read-only
+    mount, an immutable folder; root included) cannot hold, so SQLite would refuse to open it.
+    Without a -wal file the main file is complete: ``immutable`` reads it without that file.
+    Writes then fail as "read-only", which :func:`translate_db_error` explains.
+    """
+    if path is None or not path.is_file() or os.access(path.parent, os.W_OK):
+        return None
+    wal = path.with_name(path.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{flags}&uri=true"
+
+
 def make_engine(settings: Settings) -> Engine:
     """Create an engine for the settings' database, with SQLite pragmas applied."""
     if settings.is_sqlite:
@@ -76,7 +93,7 @@ def make_engine(settings: Settings) -> Engine:
                 hint=f"Create it (mkdir -p {path.parent}) or set ADAPTER_REGISTRY_HOME.",
             )
         engine = create_engine(
-            settings.db_url,
+            _read_only_sqlite_url(path) or settings.db_url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _on_sqlite_connect)

@@ -102,7 +102,10 @@ class EdgeIn:
 
 
 def _is_version_race(err: BaseException) -> bool:
-    return isinstance(err, exc.IntegrityError) and "version" in str(err.orig).lower()
+    # Lost a race for the next version number, or (PostgreSQL, read committed) for creating the
+    # name's ``adapters`` row: the retry re-reads both. SQLite serialises writers instead.
+    text_ = str(err.orig).lower() if isinstance(err, exc.IntegrityError) else ""
+    return "version" in text_ or "uq_adapters_name" in text_ or "adapters.name" in text_
 
 
 class Registry:
@@ -134,6 +137,13 @@ class Registry:
         if create:
             _make_home(settings.home)
         elif settings.is_sqlite and settings.sqlite_path and not settings.sqlite_path.exists():
+            db_path = settings.sqlite_path
+            if db_path.parent != settings.home:  # --db / ADAPTER_REGISTRY_DB names the file
+                missing = "" if db_path.parent.is_dir() else " (its folder does not exist)"
+                raise NotFound(
+                    f"No registry database at {db_path}{missing}.",
+                    hint="Check --db / ADAPTER_REGISTRY_DB, or create it: adapter-registry init",
+                )
             raise NotFound(
                 f"No registry at {settings.home}.",
                 hint="Run: adapter-registry init (or set ADAPTER_REGISTRY_HOME)",
@@ -661,6 +671,7 @@ class Registry:
     # ------------------------------------------------------------------ aliases
     def set_alias(self, task: str, alias: str, ref: str) -> E.Alias:
         """Point ``task:alias`` at an adapter version or fusion of that task."""
+        validate_name(task, "task name")
         if not ALIAS_RE.match(alias):
             raise InvalidInput(
                 f"Invalid alias {alias!r}: use letters, digits, '_' or '-', "

@@ -23,7 +23,7 @@ from registry.store import Registry
 
 WORKERS = 8
 PER_WORKER = 50
-NAMES = ("shared-a", "shared-b", "shared-c")
+NAMES = ("shared-a", "shared-b", "shared-c", "shared-d", "shared-e")
 
 # Each worker waits for the go-file so that all of them hit the database at once (imports take
 # about half a second and would otherwise spread the start).
@@ -37,17 +37,20 @@ from registry.store import Registry
 home, db, wid, n, names = args["home"], args["db"], args["wid"], args["n"], args["names"]
 scratch = Path(args["scratch"])
 go = Path(args["go"])
-Path(args["ready"]).touch()
-while not go.exists():
-    time.sleep(0.005)
 errors = []
 done = []
 reg = Registry.open(home, db)
 try:
+    # These race too (every worker creates the same base model and task rows).
     base = reg.ensure_base_model("tiny-bert", "r" * 40, "bert", 32, 2)
     reg.ensure_task("sentiment", "single", ["negative", "positive"], ["text"], base.id)
+    Path(args["ready"]).touch()
+    while not go.exists():
+        time.sleep(0.001)
     for j in range(n):
-        name = names[j % len(names)]
+        # Every worker moves to a new, not yet existing name every `n // len(names)` versions,
+        # so the creation of each adapter row is raced by all of them at about the same time.
+        name = names[j * len(names) // n]
         folder = scratch / f"w{wid}-{j}"
         folder.mkdir(parents=True)
         payload = f"worker {wid} version {j} ".encode() + os.urandom(64)
