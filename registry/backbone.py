@@ -332,9 +332,12 @@ class Backbone:
         self._check_saved(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
 
     def load_adapter(self, folder: Path, name: str) -> str:
-        """Load an adapter and its head saved by :meth:`save_adapter` under ``name``."""
+        """Load an adapter (and its head, when the folder has one) under ``name``."""
         folder = Path(folder)
-        self._check_loadable(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
+        # Adapters published without a head (e.g. on AdapterHub) can still be fused.
+        with_head = (folder / HEAD_CONFIG).is_file()
+        head_files = [HEAD_CONFIG, HEAD_WEIGHTS] if with_head else []
+        self._check_loadable(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, *head_files])
         if name in self.model.adapters_config.adapters or name in self.model.heads:
             raise AlreadyExists(f"An adapter or head named {name!r} is already loaded.")
         loading_info: dict[str, list[str]] = {}
@@ -342,7 +345,7 @@ class Backbone:
             loaded = self.model.load_adapter(
                 str(folder),
                 load_as=name,
-                with_head=True,
+                with_head=with_head,
                 use_safetensors=True,
                 loading_info=loading_info,
             )
@@ -424,6 +427,18 @@ class Backbone:
         """Run the active setup with gradients; return (loss if labels given, logits)."""
         out = self.model(**self._inputs(batch, with_labels=True))
         return getattr(out, "loss", None), out.logits
+
+    def forward_context(self, batch: dict[str, Tensor]) -> contextlib.AbstractContextManager[Any]:
+        """Return adapters' ForwardContext for a batch, for code that runs model parts by hand.
+
+        The model's own ``forward`` enters it (``@ForwardContext.wrap``); adapter layers read the
+        active setup from it, so running layers outside ``forward`` needs it too.
+        """
+        from adapters.context import ForwardContext
+
+        inputs = self._inputs(batch, with_labels=False)
+        context: contextlib.AbstractContextManager[Any] = ForwardContext(self.model, **inputs)
+        return context
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """Return the active setup's logits for a batch, in eval mode without gradients."""

@@ -2,6 +2,242 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+DRIFT_EXIT = 3
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "" if v is None else f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _drift_rows(tests: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for t in tests:
+        rows.append(
+            [
+                t["name"],
+                _fmt(t["statistic"]),
+                _fmt(t["p_value"]) if t["p_value"] is not None else "—",
+                "yes" if t["drift"] else "no",
+                "yes" if t["decisive"] else "no",
+            ]
+        )
+    return rows
+
+
+@click.command("drift")
+@click.argument("task")
+@click.option("--data", "data", required=True, help="New data: a file, a folder or a Hub name.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds sampling and tests.")
+@click.option("--permutations", type=int, default=500, show_default=True, help="MMD permutations.")
+@click.option("--reference", help="Compare with this adapter REF (default: TASK:production).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def drift(
+    ctx: click.Context,
+    task: str,
+    data: str,
+    alpha: float,
+    seed: int,
+    permutations: int,
+    reference: str | None,
+    as_json: bool,
+) -> None:
+    """Check new data of TASK for drift against its current adapter's reference profile.
+
+    Records the data snapshot and the report. Exit status: 0 no drift, 3 drift, 1 error.
+
+    \b
+    Example:
+      adapter-registry drift sentiment --data data/mds_dvd
+      adapter-registry drift sentiment --data new.jsonl --alpha 0.01 --json
+    """
+    from .cli import _echo_json, _registry, _table
+    from .continual import check_drift
+
+    registry = _registry(ctx)
+    check = check_drift(
+        registry,
+        task,
+        data,
+        alpha=alpha,
+        seed=seed,
+        n_permutations=permutations,
+        reference=reference,
+    )
+    info = check.to_dict()
+    if as_json:
+        _echo_json(info)
+    else:
+        click.echo(
+            f"Drift check of {task}: {check.rows} {check.split} rows against {check.reference.ref} "
+            f"(alpha {alpha}, per test {check.result.per_test_alpha:.4g}, report "
+            f"#{info['report_id']})"
+        )
+        _table(["TEST", "STATISTIC", "P-VALUE", "DRIFT", "DECISIVE"], _drift_rows(info["tests"]))
+        if check.drift:
+            click.echo(f"DRIFT. Next: adapter-registry update {task} --data {data}")
+        else:
+            click.echo("No drift: the current adapter still fits this data.")
+    if check.drift:
+        ctx.exit(DRIFT_EXIT)
+
+
+@click.command("update")
+@click.argument("task")
+@click.option("--data", "data", required=True, help="New data: a file, a folder or a Hub name.")
+@click.option("--dry-run", is_flag=True, help="Check drift and print the plan; write nothing.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Drift test level.")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Largest accuracy drop allowed on an earlier validation split.",
+)
+@click.option(
+    "--members",
+    type=click.Choice(["replace", "append"]),
+    default="replace",
+    show_default=True,
+    help="Swap the task's old version out of the fusion, or keep it and add the new one.",
+)
+@click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Adapter epochs.")
+@click.option("--fuse-epochs", type=int, default=5, show_default=True, help="Fusion epochs.")
+@click.option("--max-length", type=int, default=256, show_default=True, help="Token limit.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def update(
+    ctx: click.Context,
+    task: str,
+    data: str,
+    dry_run: bool,
+    alpha: float,
+    tolerance: float,
+    members: str,
+    force: bool,
+    epochs: int,
+    fuse_epochs: int,
+    max_length: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Run one continual step: drift → new adapter → re-fuse → evaluate → gate → promote.
+
+    Nothing registered is changed. Re-running after an interruption reuses finished steps.
+
+    \b
+    Example:
+      adapter-registry update sentiment --data data/mds_dvd --dry-run
+      adapter-registry update sentiment --data data/mds_dvd --members append --fuse-epochs 2
+    """
+    from .cli import _echo_json, _registry, _table
+    from .composer import FuseConfig
+    from .continual import update as run_update
+    from .trainer import TrainConfig
+
+    registry = _registry(ctx)
+    result = run_update(
+        registry,
+        task,
+        data,
+        dry_run=dry_run,
+        alpha=alpha,
+        seed=seed,
+        tolerance=tolerance,
+        members=members,
+        force=force,
+        train_config=TrainConfig(epochs=epochs, max_length=max_length, seed=seed),
+        fuse_config=FuseConfig(epochs=fuse_epochs, max_length=max_length, seed=seed),
+        progress=not as_json,
+        log=None if as_json else click.echo,
+    )
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    if dry_run or not result.drift.drift:
+        click.echo("Plan:" if dry_run else "Result:")
+        for line in result.plan:
+            click.echo(f"  - {line}")
+    if result.scores:
+        _table(
+            ["SPLIT", "CANDIDATE", "CURRENT", "NEW DATA"],
+            [
+                [
+                    s.column,
+                    _fmt(s.candidate, 3),
+                    _fmt(s.incumbent, 3),
+                    "yes" if s.new else "",
+                ]
+                for s in result.scores
+            ],
+        )
+    for note in result.skipped_columns:
+        click.echo(f"  not evaluated: {note}")
+    if result.reused:
+        click.echo(f"Reused from an earlier run: {', '.join(result.reused)}")
+    if result.promoted and result.candidate is not None:
+        click.echo(f"Promoted {result.candidate.ref} to {task}:production ({result.gate}).")
+    elif result.candidate is not None:
+        click.echo(f"Not promoted: {result.gate}.")
+    else:
+        click.echo(result.gate[:1].upper() + result.gate[1:] + ".")
+
+
+@click.command("report")
+@click.option("--task", help="Only this task.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("adapter-registry-report"),
+    show_default=True,
+    help="Folder for the PNG heatmaps.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> None:
+    """Show each task's accuracy matrix, forgetting, BWT and lineage; write PNG heatmaps.
+
+    Rows are the task's production models in promotion order, columns its validation splits.
+
+    \b
+    Example:
+      adapter-registry report --task sentiment --out ./report
+    """
+    from .cli import _echo_json, _registry
+    from .continual import build_report
+    from .evaluate import plot_matrix_png
+
+    registry = _registry(ctx)
+    reports = build_report(registry, task)
+    pngs: dict[str, str] = {}
+    for name, rep in reports.items():
+        if rep.matrix is not None:
+            path = plot_matrix_png(rep.matrix, out / f"{name}-accuracy.png", f"{name}: accuracy")
+            pngs[name] = str(path)
+    if as_json:
+        _echo_json([{**r.to_dict(), "png": pngs.get(n)} for n, r in reports.items()])
+        return
+    if not reports:
+        click.echo("No tasks yet. Train one: adapter-registry train TASK --data SPEC --base MODEL")
+    for name, rep in reports.items():
+        click.echo(f"## {name} (production: {rep.production or 'none'})\n")
+        if rep.matrix is not None:
+            click.echo(rep.matrix.to_markdown())
+        for note in rep.notes:
+            click.echo(f"Note: {note}")
+        if rep.mermaid:
+            click.echo("\n```mermaid\n" + rep.mermaid + "\n```\n")
+    if pngs:
+        click.echo(f"Wrote {len(pngs)} heatmap(s) to {out}: " + ", ".join(pngs.values()))
+
+
+COMMANDS: list[click.Command] = [drift, update, report]

@@ -1,7 +1,103 @@
-"""Command-line commands for the hub capability (registered on the main group in cli.py)."""
+"""Command-line commands for the hub capability (registered on the main group in cli.py).
+
+huggingface_hub is imported inside the commands (through :mod:`registry.hub`), so the rest of
+the command line stays fast. The token comes from ``HF_TOKEN`` or ``huggingface-cli login``
+and is never accepted on the command line.
+"""
 
 from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+
+@click.command("push")
+@click.argument("ref")
+@click.option("--repo", "repo_id", required=True, help="Hub repository OWNER/NAME.")
+@click.option("--private", is_flag=True, help="Create the repository as private (if new).")
+@click.option(
+    "--branch", default="main", show_default=True, help="Branch to commit to (made if missing)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def push(
+    ctx: click.Context, ref: str, repo_id: str, private: bool, branch: str, as_json: bool
+) -> None:
+    """Upload an adapter version or fusion to the Hugging Face Hub, pinned by commit.
+
+    The repo gets the files the `adapters` library loads (safetensors), registry.json
+    (task, labels, base model, metrics, datasets, lineage) and a model card. Pushing an
+    unchanged artifact again is a no-op. The token comes from HF_TOKEN or
+    `huggingface-cli login`; HF_ENDPOINT selects another Hub.
+
+    \b
+    Example:
+      adapter-registry push sentiment-books@2 --repo my-org/sentiment-books
+      adapter-registry push sentiment:production --repo my-org/sentiment --branch staging
+    """
+    from . import hub
+    from .cli import _echo_json, _registry
+
+    registry = _registry(ctx)
+    result = hub.push(registry, ref, repo_id, private=private, branch=branch)
+    if as_json:
+        _echo_json(result.to_dict())
+    elif result.noop:
+        click.echo(
+            f"{result.entity.ref} is already at {repo_id}@{branch} "
+            f"(commit {result.commit_sha}): nothing to push."
+        )
+    else:
+        click.echo(f"Pushed {result.entity.ref} to {repo_id}@{branch}: commit {result.commit_sha}.")
+        click.echo(f"Pull it pinned with: adapter-registry pull {repo_id}@{result.commit_sha}")
+
+
+@click.command("pull")
+@click.argument("spec", metavar="OWNER/NAME[@REVISION]")
+@click.option("--as", "name", help="Register under this name (default: the pushed name).")
+@click.option("--task", help="Task to register under (needed for a headless adapter).")
+@click.option("--base", help="Base model folder or Hub id (default: the recorded one).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    spec: str,
+    name: str | None,
+    task: str | None,
+    base: str | None,
+    as_json: bool,
+) -> None:
+    """Register an adapter or fusion from the Hugging Face Hub as a new version.
+
+    REVISION (a branch, tag or commit sha; default main) is resolved to a commit sha, and
+    that commit is what gets downloaded, verified and recorded. Pulling the same commit again
+    changes nothing. Repos published with the `adapters` library (AdapterHub) pull too; pickle
+    weights are accepted only if they load with torch.load(weights_only=True), and are stored
+    as safetensors. Members of a fusion must be pulled first.
+
+    \b
+    Example:
+      adapter-registry pull my-org/sentiment-books
+      adapter-registry pull my-org/sentiment-books@v2 --as books-from-hub
+      adapter-registry pull some-user/bert-sst2-adapter --task sst2 --base bert-base-uncased
+    """
+    from . import hub
+    from .cli import _echo_json, _registry
+
+    registry = _registry(ctx)
+    result = hub.pull(registry, spec, name=name, task=task, base=base)
+    if as_json:
+        _echo_json(result.to_dict())
+    elif result.noop:
+        click.echo(
+            f"{result.repo_id} at commit {result.commit_sha} was already pulled as "
+            f"{result.entity.ref} ({result.entity.uid}): nothing to do."
+        )
+    else:
+        click.echo(
+            f"Pulled {result.repo_id}@{result.revision} (commit {result.commit_sha}) as "
+            f"{result.entity.ref} ({result.entity.kind} {result.entity.uid}, "
+            f"task {result.entity.task})."
+        )
+
+
+COMMANDS: list[click.Command] = [push, pull]

@@ -39,6 +39,11 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
 )
 @click.option("--reduction-factor", type=float, default=16.0, show_default=True)
 @click.option("--leave-out", help="Comma-separated layer indices without an adapter (AdapterDrop).")
+@click.option(
+    "--cache-prefix",
+    is_flag=True,
+    help="After epoch 1, reuse the frozen layers below --leave-out 0..k-1 (run without dropout).",
+)
 @click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -73,6 +78,7 @@ def train(
     method: str,
     reduction_factor: float,
     leave_out: str | None,
+    cache_prefix: bool,
     epochs: int,
     lr: float,
     batch_size: int,
@@ -112,6 +118,7 @@ def train(
         method=method,
         reduction_factor=reduction_factor,
         leave_out=leave,
+        cache_prefix=cache_prefix,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,

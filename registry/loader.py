@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import entities as E
-from .errors import InvalidInput
+from .errors import IntegrityError, InvalidInput
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -60,8 +61,6 @@ def load_backbone_for(registry: Registry, entity: E.Entity, device: str = "cpu")
 
 
 def _is_local(name: str) -> bool:
-    from pathlib import Path
-
     return Path(name).expanduser().exists()
 
 
@@ -83,12 +82,12 @@ def load_entity(
         name = attach_adapter(registry, backbone, entity)
         backbone.activate(name, name)
         return Loaded(backbone, entity, name, name, backbone.head_labels(name))
-    members = [
-        attach_adapter(registry, backbone, registry.get_adapter_version(mid))
-        for mid in entity.member_ids
-    ]
+    versions = [registry.get_adapter_version(mid) for mid in entity.member_ids]
+    folder = registry.artifact_path(entity)
+    _check_manifest(folder, entity, versions)
+    members = [attach_adapter(registry, backbone, v) for v in versions]
     head = HEAD_PREFIX + module_name(entity)
-    backbone.load_fusion(registry.artifact_path(entity), members, head)
+    backbone.load_fusion(folder, members, head)
     backbone.activate(members, head)
     labels = backbone.head_labels(head)
     if labels != task.label_names:
@@ -96,3 +95,21 @@ def load_entity(
             f"The head of {entity.ref} has labels {labels}, task has {task.label_names}."
         )
     return Loaded(backbone, entity, head, members, labels)
+
+
+def _check_manifest(folder: Path, fusion: E.Fusion, versions: list[E.AdapterVersion]) -> None:
+    """Refuse a fusion whose manifest names other member artifacts than its rows do."""
+    from .composer import read_manifest
+
+    manifest = read_manifest(folder)
+    if manifest is None:  # saved before manifests existed, or by another tool
+        return
+    saved = [m.get("artifact_sha256") for m in manifest.get("members", [])]
+    expected = [v.artifact_sha256 for v in versions]
+    if saved != expected:
+        raise IntegrityError(
+            f"The manifest of {fusion.ref} names other member adapters than the registry "
+            f"({[m.get('ref') for m in manifest.get('members', [])]} vs "
+            f"{[v.ref for v in versions]}).",
+            hint="Run: adapter-registry verify",
+        )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from .backbone import Backbone
+    from .prefix_cache import PrefixCache
 
 TRAIN_SPLIT = "train"
 VALIDATION_SPLIT = "validation"
@@ -52,6 +53,9 @@ class TrainConfig:
     head_layers: int = 2
     device: str = "auto"
     threads: int | None = None
+    #: Cache the frozen layers below the first adapted one (needs leave_out 0..k-1); see
+    #: registry.prefix_cache. Runs those frozen layers without dropout.
+    cache_prefix: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-able dict."""
@@ -66,6 +70,7 @@ class EpochLog:
     train_loss: float
     val_accuracy: float | None
     val_macro_f1: float | None
+    train_time_s: float = 0.0
 
 
 @dataclass
@@ -182,12 +187,15 @@ def fit(
     extra_loss: Callable[[], Tensor | None] | None = None,
     progress: bool = True,
     desc: str = "training",
+    prefix_cache: PrefixCache | None = None,
 ) -> FitResult:
     """Train the backbone's trainable parameters; keep the best validation epoch.
 
     AdamW with a linear schedule and warm-up, gradient clipping, early stopping after
     ``config.patience`` epochs without a better validation score. At the end the best
     epoch's trainable tensors are restored (the registry keeps the best, not the last).
+    With ``prefix_cache``, training steps go through it (frozen prefix without dropout, and
+    after the first sight of a batch only the layers above the prefix run).
     """
     import torch
     import torch.nn.functional as F
@@ -223,7 +231,11 @@ def fit(
             t0 = time.perf_counter()
             for i in order:
                 batch = train_batches[i]
-                _, logits = backbone.forward({k: v for k, v in batch.items() if k != "labels"})
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                if prefix_cache is not None:
+                    logits = prefix_cache.logits(inputs)
+                else:
+                    _, logits = backbone.forward(inputs)
                 loss = F.cross_entropy(logits, batch["labels"].to(backbone.device), weight=weights)
                 if extra_loss is not None:
                     reg = extra_loss()
@@ -239,13 +251,15 @@ def fit(
                 steps += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
-            train_time += time.perf_counter() - t0
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
             val = evaluate_batches(backbone, val_batches, label_names) if val_batches else None
             log = EpochLog(
                 epoch=epoch,
                 train_loss=sum(losses) / max(1, len(losses)),
                 val_accuracy=val["accuracy"] if val else None,
                 val_macro_f1=val["macro_f1"] if val else None,
+                train_time_s=epoch_time,
             )
             history.append(log)
             key = (val["accuracy"], val["macro_f1"]) if val else (float(epoch), 0.0)
@@ -411,6 +425,7 @@ def train(
                 f"{init_entity.ref} was trained on another base model ({init_base.name}).",
                 hint="Warm-start only from adapters on the same base model.",
             )
+    cache_layers = _cached_prefix_layers(cfg, init_entity, full_finetune, info.num_layers)
     earlier = registry.referenced_artifacts()
 
     import torch
@@ -474,6 +489,17 @@ def train(
             else []
         )
         weights = class_weight_tensor(train_rows, label_names) if cfg.class_weights else None
+        prefix_cache = None
+        if cache_layers:
+            from .prefix_cache import PrefixCache
+
+            prefix_cache = PrefixCache(
+                backbone,
+                cache_layers,
+                base_revision=info.revision,
+                data_fingerprint=fingerprint(train_rows),
+                max_length=cfg.max_length,
+            )
         result = fit(
             backbone,
             batches["train"],
@@ -483,7 +509,9 @@ def train(
             class_weights=weights,
             progress=progress,
             desc=f"train {name}",
+            prefix_cache=prefix_cache,
         )
+        del prefix_cache  # free the cached hidden states before evaluation
         eval_sets = _labelled_splits(bundle, train_rows, val_rows, val_how)
         metrics = {
             split: evaluate_batches(
@@ -542,6 +570,35 @@ def train(
         ) from err
     verified = _verify_untouched(registry, earlier)
     return TrainOutcome(version, metrics, result, verified)
+
+
+def _cached_prefix_layers(
+    cfg: TrainConfig,
+    init_entity: E.AdapterVersion | None,
+    full_finetune: bool,
+    num_layers: int,
+) -> int:
+    """Return how many frozen lower layers ``cache_prefix`` caches (0 when it is off).
+
+    Raises:
+        InvalidInput: ``cache_prefix`` without ``leave_out`` covering layer 0, or with full
+            fine-tuning (nothing is frozen then).
+    """
+    if not cfg.cache_prefix:
+        return 0
+    from .prefix_cache import frozen_prefix_length
+
+    if full_finetune:
+        raise InvalidInput("cache_prefix needs a frozen base; full fine-tuning trains every layer.")
+    leave_out = init_entity.config.get("leave_out", []) if init_entity else cfg.leave_out
+    k = min(frozen_prefix_length(leave_out or []), num_layers)
+    if k == 0:
+        raise InvalidInput(
+            "--cache-prefix caches the layers below the first adapted one, but the adapter is "
+            f"not left out of layer 0 (leave_out={list(leave_out or [])}).",
+            hint="Add --leave-out 0,1,...,k-1 (AdapterDrop), or drop --cache-prefix.",
+        )
+    return k
 
 
 class _FullFinetuneDone(Exception):

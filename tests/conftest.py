@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._hubfixture import hub_server_fixture, hub_server_session_fixture  # noqa: F401
+
 PG_ENV = "ADAPTER_REGISTRY_TEST_PG"
 
 

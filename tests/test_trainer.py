@@ -33,7 +33,6 @@ def _files_sha(reg: Registry) -> dict[str, str]:
     return out
 
 
-
 def test_versions_lineage_metrics_and_untouched_artifacts(
     sqlite_registry: Registry, tiny_base_dir: Path, tmp_path: Path
 ) -> None:

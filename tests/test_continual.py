@@ -1,0 +1,292 @@
+"""The continual loop: drift checks, update (train → fuse → evaluate → gate → promote), report."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from registry import continual
+from registry import entities as E
+from registry.cli import cli
+from registry.composer import FuseConfig
+from registry.store import Registry
+from registry.trainer import TrainConfig, train
+
+TCFG = TrainConfig(epochs=2, batch_size=16, max_length=32, device="cpu", seed=0)
+FCFG = FuseConfig(epochs=1, batch_size=16, max_length=32, device="cpu", seed=0)
+
+BOOKS = {
+    "nouns": ["book", "story", "plot", "movie", "film"],
+    "pos": ["good", "great", "fun", "happy"],
+    "neg": ["bad", "awful", "boring", "sad"],
+}
+PETS = {
+    "nouns": ["dog", "cat", "man", "woman"],
+    "pos": ["fast", "yes", "true", "runs"],
+    "neg": ["slow", "no", "false", "sat"],
+}
+
+
+def _rows(
+    domain: dict[str, list[str]], n: int, seed: int, pos_share: float
+) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        positive = rng.random() < pos_share
+        word = rng.choice(domain["pos" if positive else "neg"])
+        det = rng.choice(["the", "this", "that"])
+        text = f"{det} {rng.choice(domain['nouns'])} {rng.choice(['is', 'was'])} very {word}"
+        out.append({"text": text, "label": "positive" if positive else "negative"})
+    return out
+
+
+def _write(folder: Path, domain: dict[str, list[str]], seed: int, pos_share: float = 0.5) -> Path:
+    folder.mkdir(parents=True)
+    for split, n, offset in (("train", 48, 0), ("validation", 16, 1000)):
+        lines = [json.dumps(r) for r in _rows(domain, n, seed + offset, pos_share)]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, tiny_base_dir: Path) -> Iterator[tuple[Registry, dict[str, Path]]]:
+    """Yield a registry whose task ``sentiment`` has one adapter (books) in production."""
+    reg = Registry.init(tmp_path / "home")
+    data = {
+        "books": _write(tmp_path / "books", BOOKS, seed=1),
+        "books2": _write(tmp_path / "books2", BOOKS, seed=2),
+        "pets": _write(tmp_path / "pets", PETS, seed=3, pos_share=0.85),
+    }
+    out = train(reg, "sentiment", data["books"], str(tiny_base_dir), config=TCFG, progress=False)
+    reg.set_alias("sentiment", "production", out.version.uid)
+    yield reg, data
+    reg.close()
+
+
+def _counts(reg: Registry) -> tuple[int, int, int]:
+    adapters = len(reg.list_entities(task="sentiment", kind="adapter"))
+    fusions = len(reg.list_entities(task="sentiment", kind="fusion"))
+    return adapters, fusions, len(reg.drift_reports("sentiment"))
+
+
+def _update(reg: Registry, data: Path, **kw: Any) -> continual.UpdateResult:
+    kw.setdefault("train_config", TCFG)
+    kw.setdefault("fuse_config", FCFG)
+    return continual.update(reg, "sentiment", data, n_permutations=200, progress=False, **kw)
+
+
+# ---------------------------------------------------------------------- drift
+def test_same_distribution_is_not_drift_and_p_values_repeat(seeded: Any) -> None:
+    reg, data = seeded
+    first = continual.check_drift(reg, "sentiment", data["books2"], n_permutations=200)
+    again = continual.check_drift(
+        reg, "sentiment", data["books2"], n_permutations=200, record=False
+    )
+    assert not first.drift
+    assert first.reference.ref == "sentiment@1"
+    assert [t.p_value for t in first.result.tests] == [t.p_value for t in again.result.tests]
+    assert first.report is not None and first.report.drift is False
+    assert first.dataset is not None and first.report.new_dataset_id == first.dataset.id
+    assert again.report is None
+    assert len(reg.drift_reports("sentiment")) == 1
+    names = {t["name"] for t in first.report.tests}
+    assert {"embedding_mmd", "label_shift", "vocabulary_coverage", "length"} <= names
+
+
+def test_other_vocabulary_and_label_mix_is_drift(seeded: Any) -> None:
+    reg, data = seeded
+    check = continual.check_drift(reg, "sentiment", data["pets"], n_permutations=200, seed=7)
+    assert check.drift
+    assert check.result.test("embedding_mmd").drift  # type: ignore[union-attr]
+    assert check.result.test("vocabulary_coverage").drift  # type: ignore[union-attr]
+    other = continual.check_drift(
+        reg, "sentiment", data["pets"], n_permutations=200, seed=8, record=False
+    )
+    mmd = [c.result.test("embedding_mmd") for c in (check, other)]
+    assert mmd[0] is not None and mmd[1] is not None
+    assert mmd[0].details["seed"] == 7 and mmd[1].details["seed"] == 8
+
+
+def test_drift_reference_follows_production_fusion(seeded: Any, tiny_base_dir: Path) -> None:
+    reg, data = seeded
+    result = _update(reg, data["pets"], members="append", tolerance=1.0)
+    assert isinstance(result.fusion, E.Fusion)
+    reg.set_alias("sentiment", "production", result.fusion.uid)
+    # The task's own newest member of the production fusion is the reference now.
+    assert continual.current_reference(reg, "sentiment").ref == "sentiment@2"
+
+
+def test_drift_cli_exit_codes_and_json(seeded: Any) -> None:
+    _, data = seeded
+    runner = CliRunner()
+    same = runner.invoke(
+        cli, ["drift", "sentiment", "--data", str(data["books2"]), "--permutations", "200"]
+    )
+    assert same.exit_code == 0, same.output
+    assert "embedding_mmd" in same.output and "No drift" in same.output
+    drifted = runner.invoke(
+        cli,
+        ["drift", "sentiment", "--data", str(data["pets"]), "--permutations", "200", "--json"],
+    )
+    assert drifted.exit_code == 3, drifted.output
+    info = json.loads(drifted.output)
+    assert info["drift"] is True and info["reference"] == "sentiment@1"
+    assert {t["name"] for t in info["tests"]} >= {"embedding_mmd", "label_shift"}
+
+
+def test_drift_without_adapter_says_what_to_do(tmp_path: Path) -> None:
+    Registry.init(tmp_path / "home").close()
+    result = CliRunner().invoke(cli, ["drift", "nope", "--data", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "No task named 'nope'" in result.output
+
+
+# ---------------------------------------------------------------------- update
+def test_update_without_drift_records_only_the_report(seeded: Any) -> None:
+    reg, data = seeded
+    before = _counts(reg)
+    result = _update(reg, data["books2"])
+    assert not result.drift.drift and result.candidate is None and not result.promoted
+    assert _counts(reg) == (before[0], before[1], before[2] + 1)
+    assert reg.resolve("sentiment:production").ref == "sentiment@1"
+
+
+def test_dry_run_writes_nothing(seeded: Any) -> None:
+    reg, data = seeded
+    before = _counts(reg)
+    datasets = len(reg.list_datasets())
+    result = _update(reg, data["pets"], dry_run=True, members="append")
+    assert result.drift.drift and result.dry_run
+    assert any(line.startswith("fuse 'sentiment-fusion'") for line in result.plan)
+    assert _counts(reg) == before and len(reg.list_datasets()) == datasets
+
+
+def test_update_after_drift_interrupted_then_resumed(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, data = seeded
+    import registry.composer as composer
+
+    real_fuse = composer.fuse
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("power cut during fusion")
+
+    monkeypatch.setattr(composer, "fuse", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        _update(reg, data["pets"], members="append", tolerance=1.0)
+    assert _counts(reg) == (2, 0, 1)
+    monkeypatch.setattr(composer, "fuse", real_fuse)
+
+    result = _update(reg, data["pets"], members="append", tolerance=1.0)
+    assert _counts(reg) == (2, 1, 1)  # no second adapter version, no second report
+    assert "adapter sentiment@2" in result.reused and "drift report #1" in result.reused[0]
+    adapter, fusion = result.adapter, result.fusion
+    assert adapter is not None and fusion is not None
+    assert fusion.members == ["sentiment@1", "sentiment@2"]
+    report = result.drift.report
+    assert report is not None and report.drift
+    edges = {(e.parent_kind, e.parent_id, e.relation) for e in reg.edges_of("adapter", adapter.id)}
+    assert ("drift", report.id, "trained_after_drift") in edges
+    fused = {(e.parent_kind, e.parent_id, e.relation) for e in reg.edges_of("fusion", fusion.id)}
+    assert {("adapter", m, "fused_from") for m in fusion.member_ids} <= fused
+    # Every validation split was scored for both models, and the rows are stored.
+    assert {s.column for s in result.scores} == {"books", "pets"}
+    assert all(s.candidate is not None and s.incumbent is not None for s in result.scores)
+    assert set(continual.recorded_scores(reg, fusion)) == {s.dataset_id for s in result.scores}
+
+    # A third run on the same data (after any outcome) adds no adapter or fusion.
+    again = _update(reg, data["pets"], members="append", tolerance=1.0)
+    assert _counts(reg)[:2] == (2, 1)
+    assert again.fusion is None or again.fusion.id == fusion.id
+
+
+def _fake_scores(
+    scores: dict[tuple[str, str], float],
+) -> Any:
+    def evaluate(
+        registry: Registry, entity: E.Entity, columns: list[continual.Column], **kw: Any
+    ) -> dict[int, float]:
+        return {c.dataset.id: scores[(entity.ref, c.name)] for c in columns if c.examples}
+
+    return evaluate
+
+
+def test_gate_refuses_a_regression_on_an_earlier_split(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, data = seeded
+    # Only cells the trainer did not record are evaluated: the new adapter on books, the old on
+    # pets. The new adapter loses 30 points on books.
+    incumbent_books = continual.recorded_scores(reg, reg.resolve("sentiment@1"))
+    books = next(iter(incumbent_books.values()))
+    fake = {("sentiment@2", "books"): max(0.0, books - 0.3), ("sentiment@1", "pets"): 0.0}
+    monkeypatch.setattr(continual, "evaluate_entity", _fake_scores(fake))
+    result = _update(reg, data["pets"], tolerance=0.05)
+    assert result.adapter is not None and result.fusion is None
+    assert not result.promoted
+    assert "books would regress" in result.gate
+    assert reg.resolve("sentiment:production").ref == "sentiment@1"
+    assert continual.production_history(reg, "sentiment") == []
+
+
+def test_gate_promotes_and_report_builds_the_matrix(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    reg, data = seeded
+    books = next(iter(continual.recorded_scores(reg, reg.resolve("sentiment@1")).values()))
+    fake = {("sentiment@2", "books"): books, ("sentiment@1", "pets"): 0.0}
+    monkeypatch.setattr(continual, "evaluate_entity", _fake_scores(fake))
+    result = _update(reg, data["pets"], tolerance=0.05)
+    assert result.promoted, result.gate
+    assert result.step == 1
+    assert reg.resolve("sentiment:production").ref == "sentiment@2"
+    steps = continual.production_history(reg, "sentiment")
+    assert [(s.step, s.entity.ref) for s in steps] == [(0, "sentiment@1"), (1, "sentiment@2")]
+
+    rep = continual.build_report(reg, "sentiment")["sentiment"]
+    assert rep.matrix is not None
+    assert rep.matrix.task_names == ["books", "pets"]
+    assert rep.matrix.values[1, 0] == pytest.approx(books)
+    assert rep.matrix.values[0, 1] == 0.0
+    assert rep.matrix.bwt() == pytest.approx(0.0)
+
+    out = tmp_path / "rep"
+    cli_result = CliRunner().invoke(cli, ["report", "--task", "sentiment", "--out", str(out)])
+    assert cli_result.exit_code == 0, cli_result.output
+    assert "| after step | books | pets |" in cli_result.output
+    assert "BWT: +0.000" in cli_result.output
+    assert "graph TD" in cli_result.output and "trained_after_drift" in cli_result.output
+    png = out / "sentiment-accuracy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(png) in cli_result.output
+    as_json = CliRunner().invoke(cli, ["report", "--json", "--out", str(out)])
+    assert json.loads(as_json.output)[0]["matrix"]["tasks"] == ["books", "pets"]
+
+
+def test_update_cli_dry_run_and_no_drift(seeded: Any) -> None:
+    _, data = seeded
+    runner = CliRunner()
+    plan = runner.invoke(
+        cli, ["update", "sentiment", "--data", str(data["pets"]), "--dry-run", "--epochs", "1"]
+    )
+    assert plan.exit_code == 0, plan.output
+    assert "Plan:" in plan.output and "no fusion" in plan.output
+    quiet = runner.invoke(cli, ["update", "sentiment", "--data", str(data["books2"]), "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    info = json.loads(quiet.output)
+    assert info["drift"]["drift"] is False and info["candidate"] is None
+
+
+def test_report_without_updates(seeded: Any, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "no update has promoted a model yet" in result.output
+    assert not (tmp_path / "r").exists()
