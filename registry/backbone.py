@@ -272,6 +272,18 @@ class Backbone:
         config, _ = self.model.adapters_config.get_fusion(name)
         return _jsonable(config.to_dict())
 
+    def copy_head(self, source: str, target: str) -> bool:
+        """Copy ``source`` head's weights into ``target``; return False if their shapes differ."""
+        self._require_head(source)
+        self._require_head(target)
+        if self.head_labels(source) != self.head_labels(target):
+            return False
+        try:
+            self.model.heads[target].load_state_dict(self.model.heads[source].state_dict())
+        except RuntimeError:
+            return False
+        return True
+
     def unfreeze_all(self) -> None:
         """Make every parameter trainable (full fine-tuning, for benchmarks)."""
         for param in self.model.parameters():

@@ -107,6 +107,12 @@ def drift(
     show_default=True,
     help="Swap the task's old version out of the fusion, or keep it and add the new one.",
 )
+@click.option("--name", help="Name of the new adapter (default: a new version of the current one).")
+@click.option(
+    "--no-replay",
+    is_flag=True,
+    help="Train the new fusion on the new data only (default: plus a sample of earlier data).",
+)
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Adapter epochs.")
 @click.option("--fuse-epochs", type=int, default=5, show_default=True, help="Fusion epochs.")
@@ -122,6 +128,8 @@ def update(
     alpha: float,
     tolerance: float,
     members: str,
+    name: str | None,
+    no_replay: bool,
     force: bool,
     epochs: int,
     fuse_epochs: int,
@@ -153,6 +161,8 @@ def update(
         seed=seed,
         tolerance=tolerance,
         members=members,
+        adapter_name=name,
+        replay=not no_replay,
         force=force,
         train_config=TrainConfig(epochs=epochs, max_length=max_length, seed=seed),
         fuse_config=FuseConfig(epochs=fuse_epochs, max_length=max_length, seed=seed),

@@ -70,6 +70,7 @@ class FuseConfig:
     device: str = "auto"
     threads: int | None = None
     max_train_examples: int | None = None
+    init_head: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-able dict."""
@@ -299,6 +300,13 @@ def prepare_backbone(
     seed_everything(config.seed)
     fusion_config = backbone.add_fusion(names, dynamic=config.dynamic)
     backbone.add_head(FUSION_HEAD, label_names, layers=config.head_layers)
+    if config.init_head:
+        # Start from a trained head of the same label set (the newest such member): the fused
+        # representation starts close to each member's output, so the head needs far fewer
+        # steps than one learned from scratch on small data.
+        for name in reversed(names):
+            if name in backbone.head_names and backbone.copy_head(name, FUSION_HEAD):
+                break
     backbone.train_fusion(names, FUSION_HEAD)
     return backbone, names, fusion_config
 

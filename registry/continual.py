@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import entities as E
 from .data import EXTENSIONS, SPLIT_NAMES, DataBundle, Example, fingerprint, label_distribution
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, RegistryError
 from .store import MetricIn, Registry
 
 if TYPE_CHECKING:
@@ -132,10 +132,9 @@ class DriftCheck:
 
 def data_source(data: Any) -> str:
     """Return how a data spec is recorded: an absolute path for local files, else the spec."""
-    if isinstance(data, str | Path):
-        path = Path(data).expanduser()
-        return str(path.resolve()) if path.exists() else str(data)
-    return f"<{type(data).__name__}>"
+    from .data import spec_label
+
+    return spec_label(data)
 
 
 def _spec(data: Any) -> Any:
@@ -537,6 +536,72 @@ def plan_members(
     return None
 
 
+def replay_mix(
+    registry: Registry,
+    task: E.Task,
+    new: DataBundle,
+    new_source: str,
+    *,
+    seed: int = 0,
+) -> tuple[str, dict[str, int]] | None:
+    """Write the new data's train split plus replayed earlier train rows; return (folder, counts).
+
+    Earlier data comes from the task's recorded ``train`` snapshots whose source can still be
+    loaded and whose rows still match the recorded fingerprint; in all, about as many replayed
+    rows as new rows, split evenly over the earlier sources. The validation split is the new
+    data's. The folder lives under the registry home and is named by its content, so a re-run
+    reuses it and recorded sources stay loadable. Returns None when there is nothing to replay.
+    """
+    import hashlib
+    import random as _random
+
+    from .data import write_jsonl
+
+    new_train = new.split("train")
+    sources: dict[str, E.Dataset] = {}
+    for ds in registry.list_datasets(task.id):
+        if ds.split == "train" and ds.source != new_source and Path(ds.source).exists():
+            sources[ds.source] = ds  # the newest snapshot per source wins
+    earlier: dict[str, list[Example]] = {}
+    for source, ds in sources.items():
+        rows, _ = _snapshot_rows(ds, "train")
+        if rows:
+            earlier[source] = rows
+    if not earlier:
+        return None
+    per_source = max(1, len(new_train) // len(earlier))
+    rng = _random.Random(seed)
+    mixed = list(new_train)
+    counts: dict[str, int] = {}
+    for source, rows in sorted(earlier.items()):
+        take = rng.sample(rows, min(per_source, len(rows)))
+        counts[source] = len(take)
+        mixed.extend(take)
+    rng.shuffle(mixed)
+    val = new.splits.get("validation", [])
+    key = hashlib.sha256(f"{fingerprint(mixed)}:{fingerprint(val)}".encode()).hexdigest()[:16]
+    folder = registry.settings.home / "replay" / f"{task.name}-{key}"
+    if not (folder / "train.jsonl").exists():
+        if val:
+            write_jsonl(val, folder / "validation.jsonl")
+        write_jsonl(mixed, folder / "train.jsonl.part").replace(folder / "train.jsonl")
+    return str(folder), counts
+
+
+def _snapshot_rows(ds: E.Dataset, split: str) -> tuple[list[Example] | None, str]:
+    """Reload a recorded snapshot from its source; None unless the fingerprint still matches."""
+    from .data import load_spec
+
+    try:
+        rows = load_spec(ds.source).split(split)
+    except RegistryError as err:
+        return None, str(err)
+    for candidate in (rows, rows[: ds.row_count]):
+        if fingerprint(candidate) == ds.fingerprint:
+            return candidate, ""
+    return None, "fingerprint changed"
+
+
 def update(
     registry: Registry,
     task: str,
@@ -550,6 +615,8 @@ def update(
     fuse_config: Any = None,
     tolerance: float = 0.01,
     members: str = "replace",
+    adapter_name: str | None = None,
+    replay: bool = True,
     alias: str = PRODUCTION,
     force: bool = False,
     progress: bool = True,
@@ -565,6 +632,10 @@ def update(
         fuse_config: a :class:`registry.composer.FuseConfig` for the re-fused model.
         tolerance: the largest accuracy drop (absolute) allowed on any earlier validation split.
         members: ``replace`` the task's old version in the fusion, or ``append`` the new one.
+        adapter_name: name of the new adapter (default: a new version of the reference's name).
+        replay: train the new fusion on the new data plus a sample of the data the task learned
+            earlier (its recorded train snapshots), so the fusion layer, unlike the frozen
+            adapters, does not drift towards the newest domain only.
         alias: the alias to promote (``production``).
         force: promote even when the gate refuses (its verdict is still reported).
         log: called with one line per step (the CLI prints them).
@@ -677,7 +748,7 @@ def update(
             task,
             _spec(data),
             base.name,
-            name=reference.name,
+            name=adapter_name or reference.name,
             config=tcfg,
             after_drift=check.report.id,
             text_fields=text_fields,
@@ -704,11 +775,21 @@ def update(
 
             fcfg = fuse_config or FuseConfig(seed=seed)
             refs = [registry.get_adapter_version(i).ref for i in member_ids]
+            fuse_data: Any = _spec(data)
+            if replay:
+                mix = replay_mix(registry, task_row, bundle, data_source(data), seed=seed)
+                if mix is not None:
+                    fuse_data, counts = mix
+                    say(
+                        "fuse: training data = new data + replayed rows of earlier data ("
+                        + ", ".join(f"{domain_name(k)} {v}" for k, v in counts.items())
+                        + ")"
+                    )
             fusion = fuse(
                 registry,
                 task,
                 refs,
-                _spec(data),
+                fuse_data,
                 name=fusion_name,
                 config=fcfg,
                 text_fields=text_fields,
@@ -846,6 +927,10 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
             rows.append(s)
         col_ids += [i for i in datasets if i not in col_ids]
         matrix = None
+        if not rows and prod is not None:
+            # Nothing promoted by `update` yet: show what is known of the current production.
+            rows = [Step(0, prod, None)]
+            notes.append("no update has promoted a model yet: one row, the current production")
         if rows:
             names: list[str] = []
             for i in col_ids:
@@ -859,7 +944,7 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
                         values[r, c] = scores[ds_id]
             matrix = AccuracyMatrix(values, names, [f"{s.step}: {s.entity.ref}" for s in rows])
         else:
-            notes.append("no update has promoted a model yet")
+            notes.append("nothing registered for this task yet")
         out[t.name] = TaskReport(
             t.name,
             matrix,

@@ -575,3 +575,28 @@ def make_batches(
         batch_indices=groups,
     )
     return batches, stats
+
+
+def spec_label(data: Any) -> str:
+    """Return how a data spec is recorded: an absolute path for local files, else the spec."""
+    if isinstance(data, str | Path):
+        path = Path(data).expanduser()
+        return str(path.resolve()) if path.exists() else str(data)
+    return f"<{type(data).__name__}>"
+
+
+def write_jsonl(examples: list[Example], path: Path) -> Path:
+    """Write examples as jsonl (``text`` or ``text_a``/``text_b``, ``label``); return the path."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for e in examples:
+        row: dict[str, Any] = (
+            {"text": e.text_a} if e.text_b is None else {"text_a": e.text_a, "text_b": e.text_b}
+        )
+        if e.label is not None:
+            row["label"] = e.label
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import entities as E
-from .data import DataBundle, Example, fingerprint, label_distribution, load_spec
+from .data import DataBundle, Example, fingerprint, label_distribution, load_spec, spec_label
 from .errors import IntegrityError, Interrupted, InvalidInput, NotFound
 from .store import EdgeIn, MetricIn, Registry
 
@@ -550,7 +550,7 @@ def train(
                 info=info,
                 bundle=bundle,
                 eval_sets=eval_sets,
-                source=str(data) if isinstance(data, str | Path) else type(data).__name__,
+                source=spec_label(data),
                 cfg=cfg,
                 adapter_config=adapter_config,
                 art=art,

@@ -288,5 +288,30 @@ def test_update_cli_dry_run_and_no_drift(seeded: Any) -> None:
 def test_report_without_updates(seeded: Any, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert "no update has promoted a model yet" in result.output
-    assert not (tmp_path / "r").exists()
+    assert "no update has promoted a model yet: one row, the current production" in result.output
+    assert "| 0: " in result.output  # the single row of the current production model
+    assert "BWT: n/a" in result.output
+
+
+def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
+    from registry.data import load_spec
+
+    reg, data = seeded
+    task = reg.get_task("sentiment")
+    new = load_spec(str(data["pets"]))
+    mix = continual.replay_mix(reg, task, new, continual.data_source(data["pets"]))
+    assert mix is not None
+    folder, counts = mix
+    books_src = continual.data_source(data["books"])
+    n_new = len(new.split("train"))
+    assert counts == {books_src: min(n_new, len(load_spec(str(data["books"])).split("train")))}
+    mixed = load_spec(folder)
+    assert len(mixed.split("train")) == n_new + counts[books_src]
+    assert mixed.split("validation") == new.split("validation")
+    books_texts = {e.text_a for e in load_spec(str(data["books"])).split("train")}
+    assert sum(e.text_a in books_texts for e in mixed.split("train")) >= counts[books_src]
+    # the folder is named by content: asking again reuses it
+    assert continual.replay_mix(reg, task, new, continual.data_source(data["pets"]))[0] == folder
+    # nothing earlier to replay for the data the task was trained on
+    books = load_spec(str(data["books"]))
+    assert continual.replay_mix(reg, task, books, books_src) is None
