@@ -81,8 +81,8 @@ def populate(home: Path, versions: int, metrics: int, depth: int) -> None:
                 for m in range(metrics)
             ],
         )
-        # adapter0@1 -> adapter0@2 -> ... a warm-start chain of `depth` edges
-        chain = [v * names + 1 for v in range(min(depth + 1, versions // names))]
+        # version ids 1 -> 2 -> ... -> depth+1: a warm-start chain of `depth` edges
+        chain = list(range(1, min(depth + 1, versions - 1) + 1))
         conn.execute(
             insert(SqlLineage),
             [
@@ -129,7 +129,8 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     env = {**os.environ, "ADAPTER_REGISTRY_HOME": str(home)}
     names = max(1, args.versions // 10)
-    deepest = f"adapter0@{min(args.depth + 1, args.versions // names)}"
+    last = min(args.depth + 1, args.versions - 1) - 1  # 0-based id of the chain's end
+    deepest = f"adapter{last % names}@{last // names + 1}"
     commands = {
         "--help (start-up)": ["--help"],
         "list --json": ["list", "--json"],

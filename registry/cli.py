@@ -205,6 +205,7 @@ def list_(
       adapter-registry list --task sentiment
       adapter-registry list --json | jq '.[].ref'
     """
+    from . import entities as E
     from .views import entity_summary, human_count
 
     registry = _registry(ctx)
@@ -238,7 +239,7 @@ def list_(
                 e.status,
                 human_count(e.trainable_params),
                 ", ".join(aliases.get((e.kind, e.id), [])),
-                e.to_dict()["created_at"],
+                E.jsonable(e.created_at),
             ]
         )
     _table(["ID", "REF", "TASK", "WHAT", "STATUS", "PARAMS", "ALIASES", "CREATED"], rows)

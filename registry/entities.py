@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """Return ``value`` with datetimes as ISO 8601 UTC strings, containers copied."""
+    return _jsonable(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -20,7 +25,9 @@ def _jsonable(value: Any) -> Any:
 class _Record:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (datetimes as ISO 8601 UTC)."""
-        return _jsonable(asdict(self))  # type: ignore[call-overload, no-any-return]
+        # Shallow on purpose: dataclasses.asdict deep-copies every value, which dominated
+        # `list --json` on large registries; _jsonable copies the containers it meets.
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

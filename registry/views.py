@@ -66,7 +66,7 @@ def entity_summary(entity: E.Entity) -> dict[str, Any]:
         "status": entity.status,
         "trainable_params": entity.trainable_params,
         "artifact_sha256": entity.artifact_sha256,
-        "created_at": entity.to_dict()["created_at"],
+        "created_at": E.jsonable(entity.created_at),
     }
     if isinstance(entity, E.AdapterVersion):
         data["method"] = entity.method
