@@ -193,23 +193,33 @@ def db_current(ctx: click.Context, as_json: bool) -> None:
 @click.option("--task", help="Only this task's adapters and fusions.")
 @click.option("--kind", type=click.Choice(["adapter", "fusion"]), help="Only adapters or fusions.")
 @click.option("--active", is_flag=True, help="Hide deprecated versions.")
+@click.option(
+    "--limit",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Show the newest N adapter versions and N fusions (0 = all).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def list_(
-    ctx: click.Context, task: str | None, kind: str | None, active: bool, as_json: bool
+    ctx: click.Context, task: str | None, kind: str | None, active: bool, limit: int, as_json: bool
 ) -> None:
     """List adapter versions and fusions.
 
     \b
     Example:
       adapter-registry list --task sentiment
+      adapter-registry list --limit 0 --json   # everything
       adapter-registry list --json | jq '.[].ref'
     """
     from . import entities as E
     from .views import entity_summary, human_count
 
     registry = _registry(ctx)
-    items = registry.list_entities(task=task, kind=kind, include_deprecated=not active)
+    items = registry.list_entities(
+        task=task, kind=kind, include_deprecated=not active, limit=limit or None
+    )
     aliases: dict[tuple[str, int], list[str]] = {}
     for a in registry.aliases():
         aliases.setdefault((a.target_kind, a.target_id), []).append(f"{a.task}:{a.alias}")

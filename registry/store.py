@@ -595,26 +595,35 @@ class Registry:
         task: str | None = None,
         kind: str | None = None,
         include_deprecated: bool = True,
+        limit: int | None = None,
     ) -> list[E.Entity]:
-        """Return adapter versions and fusions, newest last, optionally filtered."""
+        """Return adapter versions, then fusions, each oldest first, optionally filtered.
+
+        ``limit`` keeps only the newest ``limit`` adapter versions and the newest ``limit``
+        fusions (the query itself is limited, so large registries stay fast).
+        """
 
         def fn(s: Session) -> list[E.Entity]:
             task_id = _task_row(s, task).id if task else None
             out: list[E.Entity] = []
             if kind in (None, "adapter"):
-                q = select(SqlAdapterVersion).order_by(SqlAdapterVersion.id)
+                q = select(SqlAdapterVersion).order_by(SqlAdapterVersion.id.desc())
                 if task_id is not None:
                     q = q.where(SqlAdapterVersion.task_id == task_id)
                 if not include_deprecated:
                     q = q.where(SqlAdapterVersion.status == "active")
-                out.extend(_adapter_versions(s, list(s.scalars(q))))
+                if limit is not None:
+                    q = q.limit(limit)
+                out.extend(_adapter_versions(s, list(reversed(s.scalars(q).all()))))
             if kind in (None, "fusion"):
-                fq = select(SqlFusion).order_by(SqlFusion.id)
+                fq = select(SqlFusion).order_by(SqlFusion.id.desc())
                 if task_id is not None:
                     fq = fq.where(SqlFusion.task_id == task_id)
                 if not include_deprecated:
                     fq = fq.where(SqlFusion.status == "active")
-                out.extend(_fusions(s, list(s.scalars(fq))))
+                if limit is not None:
+                    fq = fq.limit(limit)
+                out.extend(_fusions(s, list(reversed(s.scalars(fq).all()))))
             return out
 
         return self._read(fn)

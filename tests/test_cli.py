@@ -179,3 +179,12 @@ def test_python_dash_m_and_every_command_has_an_example() -> None:
         code, out = run(*path, "--help")
         assert code == 0
         assert "Example:" in out, f"{' '.join(path)} --help has no example"
+
+
+def test_list_limit_keeps_the_newest(populated: Registry, tmp_path: Path) -> None:
+    add_version(populated, tmp_path, "books", b"three")
+    code, out = run("list", "--limit", "2", "--json")
+    assert code == 0
+    assert [r["ref"] for r in json.loads(out)] == ["books@2", "books@3"]
+    code, out = run("list", "--limit", "0", "--json")
+    assert [r["ref"] for r in json.loads(out)] == ["books@1", "books@2", "books@3"]
