@@ -12,14 +12,17 @@ import json
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from . import __version__
 from .errors import RegistryError
 from .settings import debug_enabled
+
+T = TypeVar("T")
 
 
 class CliError(click.ClickException):
@@ -54,6 +57,25 @@ def _registry(ctx: click.Context, create: bool = False) -> Any:
 
     obj = ctx.find_root().obj or {}
     return Registry.open(obj.get("home"), obj.get("db"), create=create)
+
+
+def _read(ctx: click.Context, body: Callable[[Any], T]) -> T:
+    """Run a read-only ``body(registry)``: on the fast sqlite3 reader when it can answer.
+
+    The body must not print; the fast reader raises Fallback for anything but plain answers,
+    and the body then runs again on the full store (which owns every error message).
+    """
+    from . import fastread
+    from .settings import load_settings
+
+    if fastread.enabled():
+        obj = ctx.find_root().obj or {}
+        try:
+            with fastread.SqliteReader(load_settings(obj.get("home"), obj.get("db"))) as reader:
+                return body(reader)
+        except fastread.Fallback:
+            pass
+    return body(_registry(ctx))
 
 
 def _echo_json(data: Any) -> None:
@@ -216,12 +238,17 @@ def list_(
     from . import entities as E
     from .views import entity_summary, human_count
 
-    registry = _registry(ctx)
-    items = registry.list_entities(
-        task=task, kind=kind, include_deprecated=not active, limit=limit or None
+    items, all_aliases = _read(
+        ctx,
+        lambda registry: (
+            registry.list_entities(
+                task=task, kind=kind, include_deprecated=not active, limit=limit or None
+            ),
+            registry.aliases(),
+        ),
     )
     aliases: dict[tuple[str, int], list[str]] = {}
-    for a in registry.aliases():
+    for a in all_aliases:
         aliases.setdefault((a.target_kind, a.target_id), []).append(f"{a.task}:{a.alias}")
     if as_json:
         out = []
@@ -255,23 +282,8 @@ def list_(
     _table(["ID", "REF", "TASK", "WHAT", "STATUS", "PARAMS", "ALIASES", "CREATED"], rows)
 
 
-@cli.command()
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show everything recorded about an adapter version or fusion.
-
-    REF is name@version, name (latest active), TASK:ALIAS, or an id (a12, f3).
-
-    \b
-    Example:
-      adapter-registry show sentiment-books@2
-      adapter-registry show sentiment:production --json
-    """
-    from .views import human_count
-
-    registry = _registry(ctx)
+def _show_data(registry: Any, ref: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Collect everything ``show`` prints about REF (store or fast reader)."""
     entity = registry.resolve(ref)
     data = entity.to_dict()
     data["id"] = entity.uid
@@ -304,6 +316,26 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     ]
     data["hub_links"] = [h.to_dict() for h in registry.hub_links(entity)]
     data["artifact_path"] = str(registry.artifacts.path_for(entity.artifact_sha256))
+    return entity, base, data
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show everything recorded about an adapter version or fusion.
+
+    REF is name@version, name (latest active), TASK:ALIAS, or an id (a12, f3).
+
+    \b
+    Example:
+      adapter-registry show sentiment-books@2
+      adapter-registry show sentiment:production --json
+    """
+    from .views import human_count
+
+    entity, base, data = _read(ctx, lambda registry: _show_data(registry, ref))
     if as_json:
         _echo_json(data)
         return
@@ -364,8 +396,7 @@ def lineage(ctx: click.Context, ref: str, fmt: str) -> None:
     """
     from .views import lineage_mermaid, lineage_tree
 
-    registry = _registry(ctx)
-    graph = registry.lineage(registry.resolve(ref))
+    graph = _read(ctx, lambda registry: registry.lineage(registry.resolve(ref)))
     if fmt == "json":
         _echo_json(graph)
     elif fmt == "mermaid":

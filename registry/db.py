@@ -23,12 +23,9 @@ from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import AlreadyExists, DatabaseError, InvalidInput, NotFound, SchemaOutOfDate
+from .settings import KNOWN_REVISIONS as KNOWN_REVISIONS
+from .settings import SCHEMA_HEAD as SCHEMA_HEAD
 from .settings import Settings
-
-#: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it
-#: against the scripts, so this module need not import Alembic to open a database.
-SCHEMA_HEAD = "0002"
-KNOWN_REVISIONS = ("0001", "0002")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")

@@ -15,6 +15,11 @@ HOME_ENV = "ADAPTER_REGISTRY_HOME"
 DB_ENV = "ADAPTER_REGISTRY_DB"
 DEBUG_ENV = "ADAPTER_REGISTRY_DEBUG"
 
+#: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it against
+#: the scripts; it lives here so that neither the store nor the fast reader imports Alembic.
+SCHEMA_HEAD = "0002"
+KNOWN_REVISIONS = ("0001", "0002")
+
 
 @dataclass(frozen=True)
 class Settings:

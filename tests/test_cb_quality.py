@@ -1,0 +1,96 @@
+"""The CB quality benchmark end to end on a tiny BERT: every method, every seed, sources reused."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from benchmarks import cb_quality
+from registry.store import Registry
+
+LABELS = {
+    "mnli": ["entailment", "neutral", "contradiction"],
+    "qqp": ["not_duplicate", "duplicate"],
+    "qnli": ["entailment", "not_entailment"],
+    "cb": ["contradiction", "entailment", "neutral"],
+}
+WORDS = [
+    "the",
+    "a",
+    "film",
+    "book",
+    "story",
+    "plot",
+    "was",
+    "is",
+    "good",
+    "bad",
+    "fun",
+    "slow",
+    "great",
+    "awful",
+    "it",
+    "this",
+]
+
+
+def _write_pairs(folder: Path, labels: list[str], seed: int) -> None:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    for split, n in (("train", 24), ("validation", 12)):
+        rows = []
+        for i in range(n):
+            label = labels[i % len(labels)]
+            a = " ".join(rng.choice(WORDS) for _ in range(8))
+            b = " ".join(rng.choice(WORDS) for _ in range(4)) + f" {label}"
+            rows.append({"id": str(i), "text_a": a, "text_b": b, "label": label})
+        (folder / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+        )
+
+
+@pytest.mark.slow
+def test_cb_quality_runs_every_method_and_reuses_sources(
+    tiny_base_dir: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    for i, (task, labels) in enumerate(LABELS.items()):
+        _write_pairs(root / task, labels, i)
+    home = tmp_path / "home"
+    argv = [
+        "--data-root", str(root), "--base", str(tiny_base_dir), "--home", str(home),
+        "--seeds", "0,1", "--source-rows", "16", "--source-val-rows", "8",
+        "--source-epochs", "1", "--cb-epochs", "2", "--fusion-epochs", "1",
+        "--finetune-epochs", "1", "--max-length", "32", "--threads", "1",
+        "--out", str(tmp_path / "first.md"),
+    ]  # fmt: skip
+    results = cb_quality.main(argv)
+    assert sorted((r.seed, r.method) for r in results) == sorted(
+        (s, m) for s in (0, 1) for m in cb_quality.METHODS
+    )
+    for r in results:
+        assert 0.0 <= r.accuracy <= 1.0 and 0.0 <= r.macro_f1 <= 1.0
+        assert 1 <= r.best_epoch <= r.epochs_run
+    report = (tmp_path / "first.md").read_text(encoding="utf-8")
+    for method in cb_quality.METHODS:
+        assert f"| {method} |" in report
+    assert "## Targets" in report and "class-weighted loss on CB runs: True" in report
+
+    with Registry.open(home) as reg:
+        sources_before = {t: reg.list_entities(task=t, kind="adapter") for t in cb_quality.SOURCES}
+        fusions = reg.list_entities(task="cb", kind="fusion")
+    assert all(len(v) == 1 for v in sources_before.values())
+    # each seed's sources+CB fusion has the sources and that seed's own CB adapter as members
+    all_members = [f.members for f in fusions if f.name.startswith("cb-all-")]
+    assert len(all_members) == 2 and all(len(m) == 4 for m in all_members)
+    assert all_members[0][:3] == all_members[1][:3] and all_members[0][3] != all_members[1][3]
+
+    # a second run on the same registry reuses the source adapters instead of training again
+    cb_quality.main([*argv[:-1], str(tmp_path / "second.md"), "--seeds", "2"])
+    with Registry.open(home) as reg:
+        for t in cb_quality.SOURCES:
+            assert reg.list_entities(task=t, kind="adapter") == sources_before[t]
+    assert "| reused |" in (tmp_path / "second.md").read_text(encoding="utf-8")
