@@ -138,10 +138,16 @@ def main() -> None:
         "show adapter7@3 --json": ["show", "adapter7@3", "--json"],
         f"lineage {deepest} (depth {args.depth})": ["lineage", deepest, "--format", "json"],
     }
+    # Each read command twice: the default sqlite3 read path, and the full SQLAlchemy store
+    # (ADAPTER_REGISTRY_FAST_READ=0), interleaved so both see the same machine load.
+    full_env = {**env, "ADAPTER_REGISTRY_FAST_READ": "0"}
     times: dict[str, list[float]] = {k: [] for k in commands}
+    full_times: dict[str, list[float]] = {k: [] for k in commands if "start-up" not in k}
     for _ in range(args.runs):
         for name, cmd in commands.items():
             times[name].append(time_cli(cmd, env))
+            if name in full_times:
+                full_times[name].append(time_cli(cmd, full_env))
     edges = json.loads(
         subprocess.run(
             [
@@ -176,17 +182,27 @@ def main() -> None:
         f"{len(edges)} edges; SQLite (WAL). Built in {build_s:.1f}s. Wall time of whole CLI "
         f"processes (Python start-up included), median of {args.runs} interleaved runs.",
         "",
-        "| command | median ms | min ms | max ms | target |",
-        "|---|---|---|---|---|",
+        "| command | median ms | min ms | max ms | target | met | full store median ms "
+        "| fast / full |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, values in times.items():
-        target = "< 300 ms" if "start-up" in name else "< 200 ms"
+        limit = 0.3 if "start-up" in name else 0.2
+        full = full_times.get(name)
+        full_cells = (
+            f"{median(full) * 1000:.0f} | {median(values) / median(full):.2f}x" if full else "– | –"
+        )
         lines.append(
             f"| `{name}` | {median(values) * 1000:.0f} | {min(values) * 1000:.0f} | "
-            f"{max(values) * 1000:.0f} | {target} |"
+            f"{max(values) * 1000:.0f} | < {limit * 1000:.0f} ms "
+            f"| {'yes' if median(values) < limit else 'no'} | {full_cells} |"
         )
     lines += [
         "",
+        "- read path: `list`, `show` and `lineage` answer through registry/fastread.py (stdlib "
+        "sqlite3, no SQLAlchemy import) on the embedded SQLite database; the full store column "
+        "is the same command with ADAPTER_REGISTRY_FAST_READ=0 (what PostgreSQL registries and "
+        "every write use).",
         f"- heavy libraries (torch, transformers, adapters) imported by the CLI at start-up: "
         f"{import_probe}",
         "",

@@ -9,7 +9,6 @@ transformers, adapters, huggingface_hub) are imported inside the commands that n
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -83,16 +82,18 @@ def _echo_json(data: Any) -> None:
 
 
 def _table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    """Print an aligned plain-text table (header, dashes, rows), cheap even for large lists."""
+    widths = [len(c) for c in columns]
     for row in rows:
-        table.add_row(*row)
-    width = max(120, shutil.get_terminal_size().columns)
-    Console(soft_wrap=False, width=width).print(table)
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [title] if title else []
+    out += [line(columns), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    click.echo("\n".join(out))
 
 
 def _check_home(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
