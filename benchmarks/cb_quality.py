@@ -330,7 +330,7 @@ def write_report(
         ]
         lines.append(f"| {method} | {' | '.join(cells)} | {s['wall_s'][0]:.0f} |")
     lines += ["", "## Targets (from the issue)", ""]
-    lines += [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in targets(summary)]
+    lines += [f"- **{'met' if ok else 'NOT met'}**: {text}" for text, ok in targets(summary)]
     lines += [
         f"- reference points: public BERT-base walk-through {PUBLIC_WALKTHROUGH:.1%}; the "
         "paper (BERT-base) reports fusion 92.14, one adapter 86.07, full fine-tuning 82.49.",
