@@ -113,6 +113,12 @@ def drift(
     is_flag=True,
     help="Train the new fusion on the new data only (default: plus a sample of earlier data).",
 )
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="Start the new adapter version from the current version's weights (a new version; "
+    "the current one is not changed).",
+)
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Adapter epochs.")
 @click.option("--fuse-epochs", type=int, default=5, show_default=True, help="Fusion epochs.")
@@ -130,6 +136,7 @@ def update(
     members: str,
     name: str | None,
     no_replay: bool,
+    warm_start: bool,
     force: bool,
     epochs: int,
     fuse_epochs: int,
@@ -145,6 +152,7 @@ def update(
     Example:
       adapter-registry update sentiment --data data/mds_dvd --dry-run
       adapter-registry update sentiment --data data/mds_dvd --members append --fuse-epochs 2
+      adapter-registry update sentiment --data data/mds_kitchen --warm-start
     """
     from .cli import _echo_json, _registry, _table
     from .composer import FuseConfig
@@ -163,6 +171,7 @@ def update(
         members=members,
         adapter_name=name,
         replay=not no_replay,
+        warm_start=warm_start,
         force=force,
         train_config=TrainConfig(epochs=epochs, max_length=max_length, seed=seed),
         fuse_config=FuseConfig(epochs=fuse_epochs, max_length=max_length, seed=seed),

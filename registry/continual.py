@@ -617,6 +617,7 @@ def update(
     members: str = "replace",
     adapter_name: str | None = None,
     replay: bool = True,
+    warm_start: bool = False,
     alias: str = PRODUCTION,
     force: bool = False,
     progress: bool = True,
@@ -636,6 +637,9 @@ def update(
         replay: train the new fusion on the new data plus a sample of the data the task learned
             earlier (its recorded train snapshots), so the fusion layer, unlike the frozen
             adapters, does not drift towards the newest domain only.
+        warm_start: start the new adapter version from the reference version's weights (and
+            head) instead of from scratch; it is still a new version (``warm_started_from``
+            edge) and the reference is never changed.
         alias: the alias to promote (``production``).
         force: promote even when the gate refuses (its verdict is still reported).
         log: called with one line per step (the CLI prints them).
@@ -711,10 +715,11 @@ def update(
 
     # 2. the plan
     _, val_rows, val_how = split_validation(bundle, tcfg.seed)
+    start = f", starting from {reference.ref}'s weights" if warm_start else ""
     out.plan.append(
         f"train a new version of adapter {reference.name!r} on {data_source(data)} "
-        f"({len(bundle.split('train'))} rows, {tcfg.epochs} epochs, validation: {val_how}), "
-        "after this drift report"
+        f"({len(bundle.split('train'))} rows, {tcfg.epochs} epochs, validation: {val_how}"
+        f"{start}), after this drift report"
     )
     planned = plan_members(registry, task, incumbent_alias, reference, -1, members)
     if planned is not None:
@@ -750,6 +755,7 @@ def update(
             base.name,
             name=adapter_name or reference.name,
             config=tcfg,
+            init_from=reference.ref if warm_start else None,
             after_drift=check.report.id,
             text_fields=text_fields,
             label_field=label_field,

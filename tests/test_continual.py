@@ -315,3 +315,24 @@ def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
     # nothing earlier to replay for the data the task was trained on
     books = load_spec(str(data["books"]))
     assert continual.replay_mix(reg, task, books, books_src) is None
+
+
+def test_update_warm_start_is_a_new_version_from_the_current_weights(seeded: Any) -> None:
+    reg, data = seeded
+    first = reg.resolve("sentiment@1")
+    before = {p.name: p.read_bytes() for p in reg.artifact_path(first).iterdir()}
+    plan = _update(reg, data["pets"], dry_run=True, warm_start=True)
+    assert any("starting from sentiment@1's weights" in line for line in plan.plan)
+    result = _update(reg, data["pets"], warm_start=True, tolerance=1.0)
+    assert _counts(reg) == (2, 0, 1)  # production was one adapter: the candidate is the new one
+    adapter = result.adapter
+    assert adapter is not None and adapter.ref == "sentiment@2"
+    report = result.drift.report
+    assert report is not None
+    edges = {(e.parent_kind, e.parent_id, e.relation) for e in reg.edges_of("adapter", adapter.id)}
+    assert edges == {
+        ("adapter", first.id, "warm_started_from"),
+        ("drift", report.id, "trained_after_drift"),
+    }
+    after = {p.name: p.read_bytes() for p in reg.artifact_path(first).iterdir()}
+    assert after == before and reg.resolve("sentiment@1").artifact_sha256 == first.artifact_sha256
