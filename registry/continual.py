@@ -547,7 +547,9 @@ def replay_mix(
     """Write the new data's train split plus replayed earlier train rows; return (folder, counts).
 
     Earlier data comes from the task's recorded ``train`` snapshots whose source can still be
-    loaded and whose rows still match the recorded fingerprint; in all, about as many replayed
+    loaded and whose rows still match the recorded fingerprint (earlier replay mixes, recorded
+    as fusions' train data, are not sources: that would replay one domain twice); in all, about
+    as many replayed
     rows as new rows, split evenly over the earlier sources. The validation split is the new
     data's. The folder lives under the registry home and is named by its content, so a re-run
     reuses it and recorded sources stay loadable. Returns None when there is nothing to replay.
@@ -558,10 +560,14 @@ def replay_mix(
     from .data import write_jsonl
 
     new_train = new.split("train")
+    replay_root = (registry.settings.home / "replay").resolve()
     sources: dict[str, E.Dataset] = {}
     for ds in registry.list_datasets(task.id):
-        if ds.split == "train" and ds.source != new_source and Path(ds.source).exists():
-            sources[ds.source] = ds  # the newest snapshot per source wins
+        if ds.split != "train" or ds.source == new_source or not Path(ds.source).exists():
+            continue
+        if Path(ds.source).resolve().is_relative_to(replay_root):
+            continue  # an earlier mix (recorded as a fusion's train data): its rows are above
+        sources[ds.source] = ds  # the newest snapshot per source wins
     earlier: dict[str, list[Example]] = {}
     for source, ds in sources.items():
         rows, _ = _snapshot_rows(ds, "train")

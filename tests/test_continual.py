@@ -15,6 +15,7 @@ from registry import continual
 from registry import entities as E
 from registry.cli import cli
 from registry.composer import FuseConfig
+from registry.data import fingerprint
 from registry.store import Registry
 from registry.trainer import TrainConfig, train
 
@@ -312,6 +313,14 @@ def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
     assert sum(e.text_a in books_texts for e in mixed.split("train")) >= counts[books_src]
     # the folder is named by content: asking again reuses it
     assert continual.replay_mix(reg, task, new, continual.data_source(data["pets"]))[0] == folder
+    # a mix recorded as a fusion's train data is never itself replayed later
+    reg.record_dataset(
+        task.id, folder, "train", len(mixed.split("train")), fingerprint(mixed.split("train")), {}
+    )
+    later = continual.replay_mix(
+        reg, task, load_spec(str(data["books2"])), continual.data_source(data["books2"])
+    )
+    assert later is not None and set(later[1]) == {books_src}
     # nothing earlier to replay for the data the task was trained on
     books = load_spec(str(data["books"]))
     assert continual.replay_mix(reg, task, books, books_src) is None
