@@ -134,6 +134,7 @@ def main() -> None:
     commands = {
         "--help (start-up)": ["--help"],
         "list --json": ["list", "--json"],
+        "list --limit 0 --json (every version)": ["list", "--limit", "0", "--json"],
         "list --task task3": ["list", "--task", "task3"],
         "show adapter7@3 --json": ["show", "adapter7@3", "--json"],
         f"lineage {deepest} (depth {args.depth})": ["lineage", deepest, "--format", "json"],
