@@ -245,7 +245,11 @@ def run_seed(
     )
     for method, members, name in (
         (METHODS[2], sources, f"cb-sources-s{seed}"),
-        (METHODS[3], [*sources, trained.version.ref], f"cb-all-s{seed}"),
+        # The CB adapter goes first: the fusion head starts from the LAST member whose label set
+        # is CB's, so it starts from MNLI's head, which predicts `neutral`. Starting from the CB
+        # adapter's own head (CB last), the fusion followed that adapter and never predicted
+        # `neutral` (see benchmarks/results/cb_quality.md, follow-up).
+        (METHODS[3], [trained.version.ref, *sources], f"cb-all-s{seed}"),
     ):
         t0 = time.perf_counter()
         fused = fuse(registry, TARGET, members, cb, name=name, config=fcfg, progress=False)

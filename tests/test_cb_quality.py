@@ -86,7 +86,8 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
     # each seed's sources+CB fusion has the sources and that seed's own CB adapter as members
     all_members = [f.members for f in fusions if f.name.startswith("cb-all-")]
     assert len(all_members) == 2 and all(len(m) == 4 for m in all_members)
-    assert all_members[0][:3] == all_members[1][:3] and all_members[0][3] != all_members[1][3]
+    assert all_members[0][1:] == all_members[1][1:] and all_members[0][0] != all_members[1][0]
+    assert all(m[0].startswith("cb@") for m in all_members)
 
     # a second run on the same registry reuses the source adapters instead of training again
     cb_quality.main([*argv[:-1], str(tmp_path / "second.md"), "--seeds", "2"])
