@@ -38,6 +38,8 @@ SOURCES = ("mnli", "qqp", "qnli")
 TARGET = "cb"
 METHODS = ("full fine-tuning", "CB adapter", "fusion of sources", "fusion of sources + CB")
 PUBLIC_WALKTHROUGH = 0.714  # BERT-base AdapterFusion on CB validation (AdapterHub walk-through)
+# The CB example's data helpers (seeded subsets, CB's labelled splits) are reused from there.
+sys.path.insert(0, str(REPO / "examples"))
 
 
 @dataclass
@@ -126,7 +128,6 @@ def source_adapters(
     registry: Any, args: argparse.Namespace, base: str, scratch: Path, log: Any
 ) -> list[tuple[str, dict[str, float], float, int, int]]:
     """Train (or reuse from the registry) one adapter per source task; return their facts."""
-    sys.path.insert(0, str(REPO / "examples"))
     from cb_fusion import subset  # the example's seeded subsetting
 
     from registry.trainer import TrainConfig, train
@@ -390,11 +391,9 @@ def main(argv: list[str] | None = None) -> list[Result]:
     """Run the benchmark and write its report."""
     args = parse_args(argv)
     import torch
+    from cb_fusion import labelled_target
 
     from registry.store import Registry
-
-    sys.path.insert(0, str(REPO / "examples"))
-    from cb_fusion import labelled_target
 
     torch.set_num_threads(args.threads)
     base = args.base or str(minilm_path())
