@@ -14,7 +14,7 @@ It reports mean ± sample std over the seeds of CB validation accuracy and macro
 validation-selected epoch, and at the last epoch), the F1 of the rare ``neutral`` class, and
 wall times, to ``benchmarks/results/cb_quality.md``. Usage::
 
-    PYTHONHASHSEED=0 .venv/bin/python -m benchmarks.cb_quality            # ~70 min, 2 cores
+    PYTHONHASHSEED=0 .venv/bin/python -m benchmarks.cb_quality            # ~40 min, 2 cores
     PYTHONHASHSEED=0 .venv/bin/python -m benchmarks.cb_quality --quick    # smoke run
 
 ``--home`` keeps the registry; a later run with the same ``--home`` reuses its source adapters.
