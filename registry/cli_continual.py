@@ -36,6 +36,9 @@ def _drift_rows(tests: list[dict[str, Any]]) -> list[list[str]]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds sampling and tests.")
 @click.option("--permutations", type=int, default=500, show_default=True, help="MMD permutations.")
 @click.option("--reference", help="Compare with this adapter REF (default: TASK:production).")
+@click.option(
+    "--device", default="auto", show_default=True, help="Embed the new data on cpu, cuda or auto."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def drift(
@@ -46,6 +49,7 @@ def drift(
     seed: int,
     permutations: int,
     reference: str | None,
+    device: str,
     as_json: bool,
 ) -> None:
     """Check new data of TASK for drift against its current adapter's reference profile.
@@ -69,6 +73,7 @@ def drift(
         seed=seed,
         n_permutations=permutations,
         reference=reference,
+        device=device,
     )
     info = check.to_dict()
     if as_json:

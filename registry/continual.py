@@ -183,11 +183,13 @@ def check_drift(
     text_fields: tuple[str, ...] | None = None,
     label_field: str = "label",
     bundle: DataBundle | None = None,
+    device: str = "auto",
 ) -> DriftCheck:
     """Compare new data of ``task`` with the reference profile of its current adapter.
 
     The new data's ``train`` split (or its only split) is profiled on the frozen base encoder the
-    same way the reference was. With ``record`` the data snapshot and the report are stored.
+    same way the reference was, on ``device`` (``auto``: a GPU when there is one). With
+    ``record`` the data snapshot and the report are stored.
 
     Raises:
         NotFound: the task or its adapter does not exist.
@@ -197,6 +199,7 @@ def check_drift(
     from .drift import detect_drift
     from .loader import load_backbone_for
     from .profiles import build_profile, load_profile
+    from .trainer import pick_device
 
     if not 0.0 < alpha < 1.0:
         raise InvalidInput(f"alpha must be in (0, 1), got {alpha}.", hint="e.g. --alpha 0.05")
@@ -215,7 +218,7 @@ def check_drift(
     if not rows:
         raise InvalidInput(f"The {split} split of {bundle.source} is empty.")
     fp = fingerprint(rows)
-    backbone = load_backbone_for(registry, ref)
+    backbone = load_backbone_for(registry, ref, pick_device(device))
     new_profile = build_profile(
         backbone, rows, dataset_fingerprint=fp, seed=seed, max_length=_max_length(registry, ref)
     )
@@ -708,6 +711,7 @@ def update(
             n_permutations=n_permutations,
             record=not dry_run,
             bundle=bundle,
+            device=tcfg.device,
         )
         say(
             f"drift: {'DRIFT' if check.drift else 'no drift'} against {reference.ref}"

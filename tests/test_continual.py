@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from registry import continual
@@ -140,6 +141,18 @@ def test_drift_cli_exit_codes_and_json(seeded: Any) -> None:
     info = json.loads(drifted.output)
     assert info["drift"] is True and info["reference"] == "sentiment@1"
     assert {t["name"] for t in info["tests"]} >= {"embedding_mmd", "label_shift"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+def test_drift_on_a_missing_gpu_is_refused_and_records_nothing(seeded: Any) -> None:
+    reg, data = seeded
+    before = (_counts(reg), len(reg.list_datasets()))
+    result = CliRunner().invoke(
+        cli, ["drift", "sentiment", "--data", str(data["pets"]), "--device", "cuda"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "no GPU is available" in result.output and "--device cpu" in result.output
+    assert (_counts(reg), len(reg.list_datasets())) == before
 
 
 def test_drift_without_adapter_says_what_to_do(tmp_path: Path) -> None:

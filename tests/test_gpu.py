@@ -93,3 +93,26 @@ def test_cli_auto_device_trains_on_cuda(tmp_path: Path, tiny_base_dir: Path) -> 
     )
     assert res.exit_code == 0, res.output
     assert sum(json.loads(res.output)["scores"].values()) == pytest.approx(1.0)
+
+
+def test_drift_on_cuda_agrees_with_cpu(tmp_path: Path, tiny_base_dir: Path) -> None:
+    from registry import continual
+    from tests.test_continual import BOOKS, PETS, _write
+
+    reg = Registry.init(tmp_path / "home")
+    books, pets = _write(tmp_path / "books", BOOKS, seed=1), _write(tmp_path / "pets", PETS, 3)
+    try:
+        train(reg, "sentiment", books, str(tiny_base_dir), config=TCFG, progress=False)
+        checks = [
+            continual.check_drift(
+                reg, "sentiment", pets, n_permutations=200, record=False, device=device
+            )
+            for device in ("cuda", "cpu")
+        ]
+        assert checks[0].drift and checks[1].drift
+        gpu, cpu = (c.result.test("embedding_mmd") for c in checks)
+        assert gpu is not None and cpu is not None
+        assert gpu.statistic == pytest.approx(cpu.statistic, rel=1e-3, abs=1e-5)
+        assert gpu.drift == cpu.drift
+    finally:
+        reg.close()
