@@ -80,11 +80,9 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, float]:
         fwd, bwd, upd = one_step(batch)
         if step >= args.warmup:
             elapsed += fwd + bwd + upd
-            forward_s, backward_s, optimizer_s = (
-                forward_s + fwd,
-                backward_s + bwd,
-                optimizer_s + upd,
-            )
+            forward_s += fwd
+            backward_s += bwd
+            optimizer_s += upd
             real += int(batch["attention_mask"].sum())
             padded += int(batch["attention_mask"].numel())
             examples += int(batch["input_ids"].shape[0])

@@ -203,6 +203,7 @@ def check_drift(
 
     if not 0.0 < alpha < 1.0:
         raise InvalidInput(f"alpha must be in (0, 1), got {alpha}.", hint="e.g. --alpha 0.05")
+    device = pick_device(device)  # refuse a missing GPU before reading any data
     task_row = registry.get_task(task)
     ref = current_reference(registry, task, reference)
     folder = registry.profile_path(ref)
@@ -218,7 +219,7 @@ def check_drift(
     if not rows:
         raise InvalidInput(f"The {split} split of {bundle.source} is empty.")
     fp = fingerprint(rows)
-    backbone = load_backbone_for(registry, ref, pick_device(device))
+    backbone = load_backbone_for(registry, ref, device)
     new_profile = build_profile(
         backbone, rows, dataset_fingerprint=fp, seed=seed, max_length=_max_length(registry, ref)
     )
