@@ -56,6 +56,19 @@ def push(
 @click.option("--as", "name", help="Register under this name (default: the pushed name).")
 @click.option("--task", help="Task to register under (needed for a headless adapter).")
 @click.option("--base", help="Base model folder or Hub id (default: the recorded one).")
+@click.option(
+    "--max-size",
+    default="1GiB",
+    show_default=True,
+    help="Refuse a pull that downloads or decompresses more than this (e.g. 4GiB, 500MB).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the Hub to answer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def pull(
@@ -64,6 +77,8 @@ def pull(
     name: str | None,
     task: str | None,
     base: str | None,
+    max_size: str,
+    timeout: float,
     as_json: bool,
 ) -> None:
     """Register an adapter or fusion from the Hugging Face Hub as a new version.
@@ -72,31 +87,40 @@ def pull(
     that commit is what gets downloaded, verified and recorded. Pulling the same commit again
     changes nothing. Repos published with the `adapters` library (AdapterHub) pull too; pickle
     weights are accepted only if they load with torch.load(weights_only=True), and are stored
-    as safetensors. Members of a fusion must be pulled first.
+    as safetensors. Members of a fusion must be pulled first. The adapter is loaded on its base
+    model before it is registered; downloads are capped by --max-size.
 
     \b
     Example:
       adapter-registry pull my-org/sentiment-books
+      adapter-registry pull my-org/big-fusion --max-size 4GiB --timeout 120
       adapter-registry pull my-org/sentiment-books@v2 --as books-from-hub
       adapter-registry pull some-user/bert-sst2-adapter --task sst2 --base bert-base-uncased
     """
     from . import hub
     from .cli import _echo_json, _registry
 
+    max_bytes = hub.parse_size(max_size)
     registry = _registry(ctx)
-    result = hub.pull(registry, spec, name=name, task=task, base=base)
+    result = hub.pull(
+        registry, spec, name=name, task=task, base=base, max_bytes=max_bytes, timeout=timeout
+    )
     if as_json:
         _echo_json(result.to_dict())
     elif result.noop:
         click.echo(
-            f"{result.repo_id} at commit {result.commit_sha} was already pulled as "
-            f"{result.entity.ref} ({result.entity.uid}): nothing to do."
+            hub.printable(
+                f"{result.repo_id} at commit {result.commit_sha} was already pulled as "
+                f"{result.entity.ref} ({result.entity.uid}): nothing to do."
+            )
         )
     else:
         click.echo(
-            f"Pulled {result.repo_id}@{result.revision} (commit {result.commit_sha}) as "
-            f"{result.entity.ref} ({result.entity.kind} {result.entity.uid}, "
-            f"task {result.entity.task})."
+            hub.printable(
+                f"Pulled {result.repo_id}@{result.revision} (commit {result.commit_sha}) as "
+                f"{result.entity.ref} ({result.entity.kind} {result.entity.uid}, "
+                f"task {result.entity.task})."
+            )
         )
 
 

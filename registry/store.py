@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -118,6 +119,7 @@ class Registry:
         self.settings = settings
         self.db = db
         self.artifacts = ArtifactStore(settings.artifact_root)
+        self._joined = threading.local()  # the session of a transaction() in progress
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -175,12 +177,45 @@ class Registry:
         self.close()
 
     # ------------------------------------------------------------------ plumbing
+    def transaction(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        is_conflict: Callable[[BaseException], bool] | None = None,
+    ) -> T:
+        """Run ``fn(session)`` so that every read and write this registry makes inside it (on
+        this thread) is one database transaction: all of it commits, or none of it.
+
+        The whole of ``fn`` is retried on transient contention, so it must not have effects
+        outside the database that a retry would repeat (idempotent ones, like publishing an
+        artifact, are fine).
+        """
+
+        def attempt() -> T:
+            with self.db.raw_session() as session:
+                self._joined.session = session
+                try:
+                    return fn(session)
+                finally:
+                    self._joined.session = None
+
+        if getattr(self._joined, "session", None) is not None:
+            return fn(self._joined.session)
+        try:
+            return with_retries(attempt, is_conflict=is_conflict)
+        except exc.SQLAlchemyError as err:
+            raise translate_db_error(err) from err
+
     def _write(
         self,
         fn: Callable[[Session], T],
         *,
         is_conflict: Callable[[BaseException], bool] | None = None,
     ) -> T:
+        joined = getattr(self._joined, "session", None)
+        if joined is not None:  # inside transaction(): its retry covers this write
+            return fn(joined)
+
         def attempt() -> T:
             with self.db.raw_session() as session:
                 return fn(session)
@@ -191,6 +226,9 @@ class Registry:
             raise translate_db_error(err) from err
 
     def _read(self, fn: Callable[[Session], T]) -> T:
+        joined = getattr(self._joined, "session", None)
+        if joined is not None:  # inside transaction(): see its own uncommitted rows
+            return fn(joined)
         try:
             with self.db.raw_session(readonly=True) as session:
                 return fn(session)

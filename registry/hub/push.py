@@ -1,0 +1,118 @@
+"""Push an adapter version or fusion to the Hub, pinned by the commit it lands at."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import entities as E
+from ..errors import HubError, InvalidInput
+from .cards import build_metadata, model_card
+from .common import _SHA, CARD_FILE, REGISTRY_FILE, PushResult, _hub_errors, validate_repo_id
+
+if TYPE_CHECKING:
+    from ..store import Registry
+
+
+def stage_push(registry: Registry, entity: E.Entity, dest: Path) -> list[str]:
+    """Write the files a push uploads into ``dest``; return their names, sorted."""
+    folder = registry.artifact_path(entity)
+    meta = build_metadata(registry, entity, folder)
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in meta["artifact"]["files"]:
+        rel = str(entry["path"])
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / rel, target)
+    (dest / REGISTRY_FILE).write_text(
+        json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+    return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+
+
+def _write_card(dest: Path, repo_id: str) -> None:
+    meta = json.loads((dest / REGISTRY_FILE).read_text(encoding="utf-8"))
+    (dest / CARD_FILE).write_text(model_card(meta, repo_id), encoding="utf-8")
+
+
+def push(
+    registry: Registry,
+    ref: str,
+    repo_id: str,
+    *,
+    private: bool = False,
+    branch: str = "main",
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+) -> PushResult:
+    """Upload an adapter version or fusion to ``repo_id`` on ``branch`` and record the commit.
+
+    Pushing an artifact that was already pushed to that repo and branch, whose head is still
+    that commit, is a no-op. The repo is created when missing (``private`` applies then).
+
+    Args:
+        endpoint: the Hub URL (default: ``HF_ENDPOINT`` / huggingface.co).
+        token: default None lets huggingface_hub find ``HF_TOKEN`` or the login token.
+
+    Raises:
+        HubError: the Hub is unreachable, refused the token, or the upload failed
+            (nothing is recorded then).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    validate_repo_id(repo_id)
+    if not branch or branch.startswith("/") or ".." in branch:
+        raise InvalidInput(f"Invalid branch name {branch!r}.", hint="e.g. --branch main")
+    entity = registry.resolve(ref)
+    api = HfApi(endpoint=endpoint, token=token)
+    pushed = [
+        h
+        for h in registry.hub_links(entity, repo_id=repo_id)
+        if h.direction == "push"
+        and h.revision == branch
+        and h.artifact_sha256 == entity.artifact_sha256
+    ]
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
+        staged = Path(tmp) / "repo"
+        files = stage_push(registry, entity, staged)
+        _write_card(staged, repo_id)
+        files = sorted([*files, CARD_FILE])
+        if pushed:
+            head = None
+            with _hub_errors(repo_id, f"reading {repo_id}@{branch}", endpoint, branch):
+                try:
+                    head = api.repo_info(repo_id, revision=branch).sha
+                except (RepositoryNotFoundError, RevisionNotFoundError):
+                    head = None  # deleted since: push again
+            if head is not None and head == pushed[-1].commit_sha:
+                return PushResult(entity, repo_id, branch, head, True, files)
+        with _hub_errors(repo_id, f"pushing {entity.ref} to {repo_id}@{branch}", endpoint, branch):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if branch != "main":
+                api.create_branch(repo_id, branch=branch, exist_ok=True)
+            try:
+                info = api.upload_folder(
+                    repo_id=repo_id,
+                    folder_path=str(staged),
+                    revision=branch,
+                    commit_message=f"Push {entity.ref} ({entity.kind}) from adapter-registry",
+                    commit_description=f"Artifact sha256 {entity.artifact_sha256}.",
+                    delete_patterns="*",
+                )
+            except ValueError as err:  # CommitInfo could not parse the commit URL
+                raise HubError(
+                    f"The Hub client could not read the answer to the commit: {err}",
+                    hint="Set HF_ENDPOINT before starting the program "
+                    "(huggingface_hub reads it once, at import).",
+                ) from err
+        commit = str(info.oid)
+    if not _SHA.match(commit):
+        raise HubError(f"The Hub answered with an invalid commit id {commit!r}.")
+    registry.record_hub_link(
+        entity, repo_id=repo_id, commit_sha=commit, revision=branch, direction="push"
+    )
+    return PushResult(entity, repo_id, branch, commit, False, files)

@@ -1,0 +1,450 @@
+"""Stage a pulled repo: download, check and convert its files into a folder ready to register.
+
+Two kinds of repo pull: one pushed by adapter-registry (``registry.json`` lists every file with
+its sha256) and one published with the ``adapters`` library (AdapterHub: configs and weights,
+perhaps as pickles). Either way every JSON document is checked against its schema, every
+safetensors file is opened, and pickles become safetensors only after
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import entities as E
+from ..artifacts import tree_digest
+from ..errors import IntegrityError, InvalidInput, NotFound, RegistryError
+from ..store import validate_name
+from .common import (
+    _PICKLE_SUFFIXES,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    FORMAT,
+    FUSION_CONFIG,
+    FUSION_MANIFEST,
+    FUSION_WEIGHTS,
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    PICKLE_TO_SAFETENSORS,
+    REGISTRY_FILE,
+    printable,
+)
+from .safety import (
+    ADAPTER_CONFIG_SCHEMA,
+    HEAD_CONFIG_SCHEMA,
+    REGISTRY_SCHEMA,
+    Budget,
+    Downloaded,
+    _check_paths,
+    _check_safetensors,
+    _convert_pickle,
+    check_labels,
+    check_listing,
+    check_schema,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    from ..store import Registry
+
+#: Downloads one file of the repo (at the pinned commit) into the private download folder.
+Fetch = Callable[[str], Downloaded]
+
+
+@dataclass
+class _Staged:
+    """A verified artifact folder and everything needed to register it."""
+
+    folder: Path
+    kind: str  # adapter | fusion
+    source: str
+    name: str
+    task: str
+    task_kind: str
+    label_names: list[str]
+    text_fields: list[str]
+    base: dict[str, Any]
+    method: str
+    config: dict[str, Any]
+    trainable_params: int
+    training_run: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    datasets: list[dict[str, Any]]
+    members: list[E.AdapterVersion]
+    head: dict[str, Any]
+
+
+def _stage_registry_repo(
+    registry: Registry,
+    repo_id: str,
+    files: list[str],
+    meta: dict[str, Any],
+    fetch: Fetch,
+    art: Path,
+    name: str | None,
+    task: str | None,
+) -> _Staged:
+    label = f"{REGISTRY_FILE} of {repo_id}"
+    if meta.get("format") != FORMAT or meta.get("kind") not in ("adapter", "fusion"):
+        raise InvalidInput(
+            f"{label} has format {printable(repr(meta.get('format')))}, kind "
+            f"{printable(repr(meta.get('kind')))}; this version reads {FORMAT} adapters and "
+            "fusions.",
+            hint="Upgrade adapter-registry, or pull an older revision of the repo.",
+        )
+    check_schema(meta, REGISTRY_SCHEMA, label)
+    listing = list(meta["artifact"]["files"])
+    expected_sha = str(meta["artifact"]["sha256"])
+    task_meta = meta["task"]
+    base_meta = meta["base_model"]
+    check_listing(label, listing)
+    check_labels(label, [str(x) for x in task_meta["label_names"]])
+    paths = [str(e["path"]) for e in listing]
+    _check_paths(repo_id, paths)
+    missing = [p for p in paths if p not in files]
+    pickles = [p for p in paths if p.endswith(_PICKLE_SUFFIXES)]
+    if missing or pickles or not paths:
+        raise IntegrityError(
+            f"{label} lists files that are missing from the repo "
+            f"({[printable(p) for p in missing]}) or pickle files "
+            f"({[printable(p) for p in pickles]}).",
+            hint="The repo is incomplete or was edited by hand; pull another revision.",
+        )
+    if tree_digest(listing) != expected_sha:
+        raise IntegrityError(
+            f"{label}'s file listing does not match its artifact sha256.",
+            hint="The repo was edited by hand or damaged; pull another revision.",
+        )
+    for entry in listing:
+        rel = str(entry["path"])
+        got = fetch(rel)
+        if got.sha256 != entry["sha256"] or got.size != int(entry["size"]):
+            raise IntegrityError(
+                f"{printable(rel)} in {repo_id} does not match the sha256 that "
+                f"{REGISTRY_FILE} records.",
+                hint="The repo was edited by hand or damaged; pull another revision.",
+            )
+        dst = art / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(got.path, dst)
+        if rel.endswith(".safetensors"):
+            _check_safetensors(dst, f"{printable(rel)} in {repo_id}")
+    for rel, schema in ((ADAPTER_CONFIG, ADAPTER_CONFIG_SCHEMA), (HEAD_CONFIG, HEAD_CONFIG_SCHEMA)):
+        if rel in paths:
+            check_schema(read_json(art / rel, f"{rel} of {repo_id}"), schema, f"{rel} of {repo_id}")
+    kind = str(meta["kind"])
+    run = dict(meta.get("training_run") or {})
+    run.pop("created_at", None)
+    run["hyperparams"] = dict(run.get("hyperparams") or {})
+    run["hyperparams"]["hub_origin"] = {
+        "source_ref": meta.get("ref"),
+        "artifact_sha256": expected_sha,
+        "lineage": meta.get("lineage"),
+    }
+    members: list[E.AdapterVersion] = []
+    head: dict[str, Any] = {}
+    config: dict[str, Any] = dict(meta.get("config") or {})
+    if kind == "adapter":
+        _check_adapter_config(repo_id, read_json(art / ADAPTER_CONFIG, f"{ADAPTER_CONFIG}"))
+    if kind == "fusion":
+        members = _local_members(registry, repo_id, meta)
+        fusion = meta.get("fusion") or {}
+        config = dict(fusion.get("config") or {})
+        head = dict(fusion.get("head") or {})
+        _rename_fusion_members(art, members)
+    return _Staged(
+        folder=art,
+        kind=kind,
+        source="adapter-registry",
+        name=name or str(meta.get("name") or repo_id.split("/")[1]),
+        task=task or str(task_meta["name"]),
+        task_kind=str(task_meta.get("kind", "single")),  # the store refuses other kinds
+        label_names=[str(x) for x in task_meta["label_names"]],
+        text_fields=[str(x) for x in task_meta.get("text_fields", ["text"])],
+        base=dict(base_meta),
+        method=str(meta.get("method") or ("fusion" if kind == "fusion" else "unknown")),
+        config=config,
+        trainable_params=int(meta.get("trainable_params") or 0),
+        training_run=run,
+        metrics=list(meta.get("metrics") or []),
+        datasets=list(meta.get("datasets") or []),
+        members=members,
+        head=head,
+    )
+
+
+def _local_members(
+    registry: Registry, repo_id: str, meta: dict[str, Any]
+) -> list[E.AdapterVersion]:
+    by_sha: dict[str, E.AdapterVersion] = {}
+    for e in registry.list_entities(kind="adapter"):
+        assert isinstance(e, E.AdapterVersion)
+        by_sha.setdefault(e.artifact_sha256, e)
+    found: list[E.AdapterVersion] = []
+    missing: list[dict[str, Any]] = []
+    for m in meta.get("members") or []:
+        local = by_sha.get(str(m.get("artifact_sha256")))
+        if local is None:
+            missing.append(m)
+        else:
+            found.append(local)
+    if missing:
+        steps = []
+        for m in missing:
+            hub = (m.get("hub") or [])[-1:] or None
+            if hub:
+                steps.append(f"adapter-registry pull {hub[0]['repo_id']}@{hub[0]['commit_sha']}")
+            else:
+                steps.append(f"push {m.get('ref')} from the source registry, then pull it")
+        raise NotFound(
+            f"The fusion in {repo_id} needs member adapters this registry does not have: "
+            + ", ".join(str(m.get("ref")) for m in missing)
+            + ".",
+            hint="Pull them first: " + "; ".join(steps),
+        )
+    if not found:
+        raise InvalidInput(f"{REGISTRY_FILE} of {repo_id} lists no fusion members.")
+    return found
+
+
+def _rename_fusion_members(art: Path, members: list[E.AdapterVersion]) -> None:
+    """Point a fusion's saved files at the module names its members get in this registry.
+
+    Members load under ``name_vN`` (:func:`registry.loader.module_name`); when the pulled members
+    got other names or versions here, the fusion layer's config and weight keys (and the module
+    names in ``fusion_manifest.json``) are renamed, so the tensors stay byte-identical but the
+    file bytes (and artifact id) differ.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from ..loader import module_name
+
+    config_path = art / FUSION_CONFIG
+    if not config_path.is_file():
+        return
+    config = read_json(config_path, FUSION_CONFIG)
+    old = [str(n) for n in config.get("adapter_names", [])]
+    new = [module_name(m) for m in members]
+    if old == new:
+        return
+    if len(old) != len(new):
+        raise InvalidInput(
+            f"The fusion is over {len(old)} adapters, but {len(new)} members are recorded."
+        )
+    old_name, new_name = ",".join(old), ",".join(new)
+    config["adapter_names"] = new
+    config["name"] = new_name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    weights_path = art / FUSION_WEIGHTS
+    tensors = load_file(str(weights_path))
+    marker = f"adapter_fusion_layer.{old_name}."
+    renamed = {
+        k.replace(marker, f"adapter_fusion_layer.{new_name}."): v for k, v in tensors.items()
+    }
+    save_file(renamed, str(weights_path))
+    manifest_path = art / FUSION_MANIFEST
+    if manifest_path.is_file():  # the composer's member listing: keep its module names true
+        manifest = read_json(manifest_path, FUSION_MANIFEST)
+        for entry, module in zip(manifest.get("members") or [], new, strict=False):
+            if isinstance(entry, dict):
+                entry["module_name"] = module
+        manifest_path.write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+
+
+def _stage_adapterhub_repo(
+    registry: Registry,
+    repo_id: str,
+    files: list[str],
+    fetch: Fetch,
+    art: Path,
+    name: str | None,
+    task: str | None,
+    base: str | None,
+    budget: Budget,
+) -> _Staged:
+    from ..backbone import resolve_base
+
+    if ADAPTER_CONFIG not in files:
+        what = "a fusion without registry.json" if FUSION_CONFIG in files else "not an adapter"
+        raise InvalidInput(
+            f"Repository {repo_id} is {what}: it has no {ADAPTER_CONFIG}"
+            f"{' and no ' + REGISTRY_FILE if FUSION_CONFIG not in files else ''}.",
+            hint="Pull a repo pushed by adapter-registry push or the adapters library "
+            "(fusions need registry.json to name their members).",
+        )
+    adapter_config = read_json(fetch(ADAPTER_CONFIG).path, f"{ADAPTER_CONFIG} of {repo_id}")
+    check_schema(adapter_config, ADAPTER_CONFIG_SCHEMA, f"{ADAPTER_CONFIG} of {repo_id}")
+    _check_adapter_config(repo_id, adapter_config)
+    shutil.copyfile(fetch(ADAPTER_CONFIG).path, art / ADAPTER_CONFIG)
+    params = _fetch_weights(repo_id, files, fetch, art, ADAPTER_WEIGHTS, budget, required=True)
+    labels: list[str] | None = None
+    if HEAD_CONFIG in files:
+        head_config = read_json(fetch(HEAD_CONFIG).path, f"{HEAD_CONFIG} of {repo_id}")
+        shutil.copyfile(fetch(HEAD_CONFIG).path, art / HEAD_CONFIG)
+        params += _fetch_weights(repo_id, files, fetch, art, HEAD_WEIGHTS, budget, required=True)
+        labels = _head_labels(head_config, f"{HEAD_CONFIG} of {repo_id}")
+        if labels is None:
+            raise InvalidInput(
+                f"The head in {repo_id} has no label names (label2id).",
+                hint="Only classification heads can be pulled.",
+            )
+        check_labels(f"The head in {repo_id}", labels)
+    repo_name = repo_id.split("/")[1]
+    task_name = task or _safe_name(repo_name)
+    try:
+        existing = registry.get_task(task_name)
+    except NotFound:
+        existing = None
+    if labels is None:
+        if existing is None:
+            raise InvalidInput(
+                f"The adapter in {repo_id} has no head, so its labels are unknown, and there is "
+                f"no task {task_name!r} to take them from.",
+                hint=f"Give an existing task: adapter-registry pull {repo_id} --task TASK",
+            )
+        labels = list(existing.label_names)
+    base_name = base or str(adapter_config.get("model_name") or "")
+    if not base_name:
+        raise InvalidInput(
+            f"{ADAPTER_CONFIG} of {repo_id} names no base model.",
+            hint=f"Give one: adapter-registry pull {repo_id} --base MODEL",
+        )
+    try:
+        info = resolve_base(base_name)
+    except RegistryError as err:
+        raise type(err)(
+            f"Cannot resolve the base model {base_name!r} of {repo_id}: {err.message}",
+            hint=f"Give a local folder or Hub id: adapter-registry pull {repo_id} --base MODEL",
+        ) from err
+    hidden = adapter_config.get("hidden_size")
+    if isinstance(hidden, int) and hidden != info.hidden_size:
+        raise InvalidInput(
+            f"The adapter in {repo_id} is for hidden size {hidden}, but {base_name} has "
+            f"{info.hidden_size}.",
+            hint="Give the base model it was trained on with --base.",
+        )
+    config = dict(adapter_config.get("config") or {})
+    return _Staged(
+        folder=art,
+        kind="adapter",
+        source="adapterhub",
+        name=name or _safe_name(repo_name),
+        task=task_name,
+        task_kind=existing.kind if existing else "single",
+        label_names=labels,
+        text_fields=list(existing.text_fields) if existing else ["text"],
+        base={
+            "name": info.name,
+            "revision": info.revision,
+            "architecture": info.architecture,
+            "hidden_size": info.hidden_size,
+            "num_layers": info.num_layers,
+        },
+        method=_method_of(config),
+        config=config,
+        trainable_params=params,
+        training_run={
+            "hyperparams": {"hub_origin": {"adapter_config": adapter_config}},
+            "library_versions": {"adapters": str(adapter_config.get("version", "unknown"))},
+        },
+        metrics=[],
+        datasets=[],
+        members=[],
+        head={},
+    )
+
+
+def _method_of(config: dict[str, Any]) -> str:
+    """Name a bottleneck config the way the trainer does (seq_bn, double_seq_bn)."""
+    arch = config.get("architecture")
+    if arch not in (None, "bottleneck"):
+        return str(arch)
+    mh, out = bool(config.get("mh_adapter")), bool(config.get("output_adapter"))
+    if mh and out:
+        return "double_seq_bn"
+    if out:
+        return "seq_bn"
+    return "bottleneck"
+
+
+def _safe_name(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", text).strip(".-_") or "pulled"
+    return validate_name(cleaned[:128].replace("..", "."))
+
+
+def _fetch_weights(
+    repo_id: str,
+    files: list[str],
+    fetch: Fetch,
+    art: Path,
+    safe_name: str,
+    budget: Budget,
+    *,
+    required: bool,
+) -> int:
+    """Download ``safe_name`` (or convert its pickle twin); return its number of parameters."""
+    label = f"{safe_name} in {repo_id}"
+    if safe_name in files:
+        shutil.copyfile(fetch(safe_name).path, art / safe_name)
+        return _check_safetensors(art / safe_name, label)
+    pickle_name = next(p for p, s in PICKLE_TO_SAFETENSORS.items() if s == safe_name)
+    if pickle_name in files:
+        _convert_pickle(
+            fetch(pickle_name).path, art / safe_name, f"{pickle_name} in {repo_id}", budget
+        )
+        return _check_safetensors(art / safe_name, label)
+    if required:
+        raise InvalidInput(
+            f"Repository {repo_id} has neither {safe_name} nor {pickle_name}.",
+            hint="It is not a complete adapter; pull another revision.",
+        )
+    return 0
+
+
+def _head_labels(head_config: dict[str, Any], label: str) -> list[str] | None:
+    """Return the label names of a classification head config, in class order (None: none)."""
+    check_schema(head_config, HEAD_CONFIG_SCHEMA, label)
+    config = head_config.get("config") or {}
+    label2id = config.get("label2id")
+    id2label = config.get("id2label") or head_config.get("id2label")
+    if isinstance(label2id, dict) and label2id:
+        ids = sorted(label2id.values())
+        if ids != list(range(len(ids))):
+            raise InvalidInput(f"{label}: label2id does not number its labels 0..n-1.")
+        return [k for k, _ in sorted(label2id.items(), key=lambda kv: kv[1])]
+    if isinstance(id2label, dict) and id2label:
+        if sorted(id2label) != sorted(str(i) for i in range(len(id2label))):
+            raise InvalidInput(f"{label}: id2label does not number its labels 0..n-1.")
+        return [str(id2label[str(i)]) for i in range(len(id2label))]
+    return None
+
+
+def _check_adapter_config(repo_id: str, adapter_config: dict[str, Any]) -> None:
+    """Refuse adapter configs this registry cannot load: only bottleneck adapters, sane sizes."""
+    config = adapter_config["config"]
+    label = f"{ADAPTER_CONFIG} of {repo_id}"
+    arch = config.get("architecture")
+    if arch not in (None, "bottleneck"):
+        raise InvalidInput(
+            f"{label} describes a {printable(arch)!r} adapter; this registry holds bottleneck "
+            "adapters (seq_bn, double_seq_bn) only.",
+            hint="Pull a bottleneck adapter, or load this one with the adapters library.",
+        )
+    factor = config.get("reduction_factor")
+    factors = list(factor.values()) if isinstance(factor, dict) else [factor]
+    if not factors or not all(
+        isinstance(f, int | float) and not isinstance(f, bool) and f > 0 for f in factors
+    ):
+        raise InvalidInput(
+            f"{label} has reduction_factor {printable(repr(factor))}; it must be a positive "
+            "number (or a mapping of positive numbers).",
+            hint="The repo is damaged; pull another revision.",
+        )
