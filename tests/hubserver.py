@@ -38,7 +38,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,6 +158,16 @@ class _Fault:
     method: str | None
 
 
+#: Rewrites an answer: (status, headers, body) -> (status, headers, body).
+Tamper = Callable[[int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
+
+
+@dataclass
+class _Tamper:
+    substring: str
+    rewrite: Tamper
+
+
 class HubError(Exception):
     """Raised inside a handler to answer with an error the way the Hub does."""
 
@@ -186,6 +196,9 @@ class HubServer:
         self._repos: dict[tuple[str, str], Repo] = {}
         self._token: str | None = None
         self._faults: list[_Fault] = []
+        self._tampers: list[_Tamper] = []
+        self._stalls: list[tuple[str, float]] = []
+        self._release = threading.Event()
         self._counter = itertools.count()
         self.requests_log: list[LoggedRequest] = []
         self._httpd: ThreadingHTTPServer | None = None
@@ -196,7 +209,7 @@ class HubServer:
         if self._httpd is not None:
             return self
         handler = type("_BoundHandler", (_Handler,), {"hub": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = _QuietServer(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -240,7 +253,11 @@ class HubServer:
             self._repos.clear()
             self._token = None
             self._faults.clear()
+            self._tampers.clear()
+            self._stalls.clear()
             self.requests_log.clear()
+        self._release.set()  # let stalled answers finish
+        self._release = threading.Event()
 
     def set_token(self, token: str | None) -> None:
         """Require ``Authorization: Bearer <token>`` for writes and private reads (None: open)."""
@@ -258,6 +275,20 @@ class HubServer:
         """
         with self._lock:
             self._faults.append(_Fault(path_substring, status, times, method))
+
+    def tamper(self, path_substring: str, rewrite: Tamper) -> None:
+        """Answer every request whose path contains ``path_substring`` through ``rewrite``.
+
+        For hostile-server tests: ``rewrite(status, headers, body)`` returns what is sent
+        instead (e.g. a repo info whose ``sha`` is ``"../x"``, or an ``ETag`` with ``../``).
+        """
+        with self._lock:
+            self._tampers.append(_Tamper(path_substring, rewrite))
+
+    def stall(self, path_substring: str, seconds: float) -> None:
+        """Hold the answers to matching requests for ``seconds`` (or until :meth:`reset`)."""
+        with self._lock:
+            self._stalls.append((path_substring, seconds))
 
     def create_repo_direct(
         self, repo_id: str, *, private: bool = False, repo_type: str = "model"
@@ -368,6 +399,16 @@ class HubServer:
         return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up first (a stalled answer after a client timeout)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _json_body(handler: _Handler) -> dict[str, Any]:
     if not handler.body:
         return {}
@@ -391,6 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     body: bytes = b""
     _status: int = 0
+    _tamper: list[Tamper] = []  # noqa: RUF012 - set per request in _dispatch
 
     # ------------------------------------------------------------------ plumbing
     def setup(self) -> None:
@@ -436,6 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         self.query = parse_qs(split.query, keep_blank_values=True)
         self._status = 0
+        self._tamper = []
         try:
             self.body = self._read_body()
             fault = self.hub._take_fault(method, split.path)
@@ -445,6 +488,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault is not None:
                 raise HubError(fault, f"Injected failure ({fault}) for {split.path}")
+            with self.hub._lock:
+                stall = max((t for p, t in self.hub._stalls if p in split.path), default=0.0)
+                self._tamper = [t.rewrite for t in self.hub._tampers if t.substring in split.path]
+                release = self.hub._release
+            if stall:
+                release.wait(stall)
             self._route(method, split.path)
         except HubError as e:
             self._send_error(e)
@@ -470,10 +519,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         method: str | None = None,
     ) -> None:
+        all_headers = {"Content-Type": content_type, **(headers or {})}
+        for rewrite in self._tamper:
+            status, all_headers, body = rewrite(status, all_headers, body)
         self._status = status
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        for k, v in (headers or {}).items():
+        for k, v in all_headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -49,6 +49,11 @@ def printable(text: object) -> str:
     return _UNPRINTABLE.sub(escape, str(text))
 
 
+def printable_list(items: list[str]) -> str:
+    """Return ``['a', 'b']`` for a list of server-chosen strings, control characters escaped."""
+    return "[" + ", ".join(f"'{printable(x)}'" for x in items) + "]"
+
+
 def has_unprintable(text: str) -> bool:
     """Return True when ``text`` holds a character :func:`printable` would escape."""
     return _UNPRINTABLE.search(text) is not None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from .common import (
     _refs_text,
     parse_repo_spec,
     printable,
+    printable_list,
 )
 from .safety import (
     DEFAULT_MAX_BYTES,
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 
     from ..backbone import Backbone
     from ..store import Registry
+
+_LOADING = threading.Lock()
 
 
 def pull(
@@ -104,7 +108,7 @@ def pull(
             info = api.repo_info(repo_id, revision=rev, timeout=timeout)
         except RevisionNotFoundError as err:
             raise HubError(
-                f"Repository {repo_id} has no branch, tag or commit {shown_rev!r}."
+                f"Repository {repo_id} has no branch, tag or commit '{shown_rev}'."
                 + _refs_text(api, repo_id, timeout),
                 hint=f"Pick one of them: adapter-registry pull {repo_id}@BRANCH_TAG_OR_SHA",
             ) from err
@@ -131,7 +135,8 @@ def pull(
         origin = staged.training_run.setdefault("hyperparams", {}).setdefault("hub_origin", {})
         origin.update(repo_id=repo_id, revision=rev, commit_sha=sha)
         _precheck(registry, staged)
-        _check_loads(registry, repo_id, staged)
+        with _LOADING:  # transformers' model loading is not thread-safe (global init hooks)
+            _check_loads(registry, repo_id, staged)
         entity, noop = _register_once(registry, staged, repo_id, sha, rev)
     return PullResult(entity, repo_id, rev, sha, noop, "already pulled" if noop else staged.source)
 
@@ -285,8 +290,8 @@ def _check_loads(registry: Registry, repo_id: str, staged: _Staged) -> None:
         labels = backbone.head_labels(head)
         if labels != staged.label_names:
             raise InvalidInput(
-                f"{what} has a head with labels {[printable(x) for x in labels]}, but its task "
-                f"{staged.task!r} has {[printable(x) for x in staged.label_names]}.",
+                f"{what} has a head with labels {printable_list(labels)}, but its task "
+                f"{staged.task!r} has {printable_list(staged.label_names)}.",
                 hint="The repo contradicts itself; pull another revision.",
             )
         import torch

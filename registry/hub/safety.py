@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import HubError, IntegrityError, InvalidInput
-from .common import _SHA, has_unprintable, printable
+from .common import _SHA, has_unprintable, printable, printable_list
 
 #: What one pull may download and decompress in all, unless ``max_bytes`` raises it.
 DEFAULT_MAX_BYTES = 1 << 30
@@ -308,16 +308,17 @@ def check_listing(label: str, files: list[dict[str, Any]]) -> None:
 
 def check_labels(label: str, labels: list[str]) -> None:
     """Refuse label names that are empty, repeated, padded, or carry control characters."""
-    bad = [printable(x) for x in labels if not x or x != x.strip() or has_unprintable(x)]
+    bad = [x for x in labels if not x or x != x.strip() or has_unprintable(x)]
     if bad:
         raise InvalidInput(
-            f"{label} has label names that cannot be shown safely: {bad[:5]} (empty, padded "
+            f"{label} has label names that cannot be shown safely: {printable_list(bad[:5])} "
+            "(empty, padded "
             "with spaces, or holding control characters).",
             hint="Ask the publisher to fix the labels; they are refused as they are.",
         )
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise InvalidInput(
-            f"{label} needs at least two distinct labels, got {[printable(x) for x in labels]}.",
+            f"{label} needs at least two distinct labels, got {printable_list(labels)}.",
             hint=_DAMAGED,
         )
 
@@ -362,7 +363,8 @@ def _convert_pickle(src: Path, dst: Path, label: str, budget: Budget) -> None:
     try:
         state = torch.load(str(src), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-        first = str(err).splitlines()[0] if str(err) else repr(err)
+        lines = [x.strip() for x in str(err).splitlines() if x.strip()] or [repr(err)]
+        first = next((x for x in lines if "Unsupported" in x or "error:" in x), lines[0])
         raise InvalidInput(
             f"{label} is a pickle that does not load with torch.load(weights_only=True) "
             f"(it may run code when loaded): {printable(first)}",
