@@ -22,9 +22,15 @@ lint: install
 	$(VENV)/bin/ruff format --check registry tests examples benchmarks migrations
 	$(VENV)/bin/mypy registry
 
-# PostgreSQL for the team-scale tests: each test creates (and drops) its own database there.
+# PostgreSQL for the team-scale tests: each test creates (and drops) its own database and role
+# there. ADAPTER_REGISTRY_TEST_PG from the environment wins (it may carry a password); otherwise
+# the local server is used when it is up.
 PG_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/test
+ifdef ADAPTER_REGISTRY_TEST_PG
+PG_ENV =
+else
 PG_ENV = $(shell pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && echo ADAPTER_REGISTRY_TEST_PG=$(PG_URL))
+endif
 
 # The default suite, then the slow one (crash loops, parallel writers, real training); pytest exits
 # 5 when no test is marked slow, which is not a failure.

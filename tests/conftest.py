@@ -33,17 +33,28 @@ def _pg_admin_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
-def _fresh_pg_database() -> Iterator[str]:
+def fresh_pg_database(admin_url: str) -> Iterator[str]:
+    """Create a database and a role that owns it (with a password); yield the role's URL.
+
+    The admin URL (from the environment; it may carry a password) only creates and drops
+    them; the test itself connects as the new role, so password authentication is used
+    wherever the server asks for it.
+    """
+    import secrets
+
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = make_url(_pg_admin_url() or "")
-    name = f"ar_test_{uuid.uuid4().hex[:12]}"
+    admin = make_url(admin_url)
+    suffix = uuid.uuid4().hex[:12]
+    name, role, password = f"ar_test_{suffix}", f"ar_test_{suffix}", secrets.token_hex(16)
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"))
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{role}"'))
     try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
+        url = admin.set(database=name, username=role, password=password)
+        yield url.render_as_string(hide_password=False)
     finally:
         with engine.connect() as conn:
             conn.execute(
@@ -51,18 +62,25 @@ def _fresh_pg_database() -> Iterator[str]:
                 {"n": name},
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """Yield None (SQLite in the test's home) or the URL of a fresh PostgreSQL database."""
+    """Yield None (SQLite in the test's home) or the URL of a fresh PostgreSQL database.
+
+    Under CI (``CI`` set) a missing PostgreSQL fails the test instead of skipping it.
+    """
     if request.param == "sqlite":
         yield None
         return
-    if _pg_admin_url() is None:
+    admin = _pg_admin_url()
+    if admin is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {PG_ENV} is not: the PostgreSQL tests must run in CI.")
         pytest.skip(f"{PG_ENV} is not set (make test sets it when PostgreSQL is running)")
-    yield from _fresh_pg_database()
+    yield from fresh_pg_database(admin)
 
 
 @pytest.fixture
