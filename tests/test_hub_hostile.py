@@ -66,6 +66,15 @@ def _json_answer(change: Any) -> Any:
     return rewrite
 
 
+def _refused(dst: Registry, error: type[Exception], match: str, spec: str, **kw: Any) -> Any:
+    """Assert that pulling ``spec`` raises ``error`` and changes nothing; return the error."""
+    before = snapshot(dst)
+    with pytest.raises(error, match=match) as err:
+        hub.pull(dst, spec, **kw)
+    assert snapshot(dst) == before
+    return err.value
+
+
 def _republish(hub_server: HubServer, files: dict[str, bytes], meta: dict[str, Any]) -> None:
     """Commit ``files`` with ``meta`` as registry.json (listing made consistent again)."""
     hub_server.commit_files_direct(REPO, {**files, "registry.json": json.dumps(meta).encode()})
@@ -79,10 +88,7 @@ def test_a_sha_that_is_not_a_commit_id_is_refused(
     hub_server.tamper(
         "/api/models/test-user/books/revision/", _json_answer(lambda d: {**d, "sha": sha})
     )
-    before = snapshot(dst)
-    with pytest.raises(HubError, match="not a full 40-character commit id"):
-        hub.pull(dst, REPO)
-    assert snapshot(dst) == before
+    _refused(dst, HubError, "not a full 40-character commit id", REPO)
     assert not any("/resolve/" in r.path for r in hub_server.requests_log)
 
 
@@ -136,10 +142,9 @@ def test_a_small_deflated_pickle_cannot_expand_past_the_cap(
             out.writestr(info.filename, src.read(info.filename))
     assert bomb.stat().st_size < 100_000
     hub_server.commit_files_direct("ah/bomb", {**files, "pytorch_adapter.bin": bomb.read_bytes()})
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match=r"\(expanded\) takes the pull past its limit"):
-        hub.pull(dst, "ah/bomb", task="t", base=str(tiny_base_dir), max_bytes=2_000_000)
-    assert snapshot(dst) == before
+    limit = r"\(expanded\) takes the pull past its limit"
+    base = str(tiny_base_dir)
+    _refused(dst, InvalidInput, limit, "ah/bomb", task="t", base=base, max_bytes=2_000_000)
 
 
 def test_cli_pull_max_size_and_timeout_options(
@@ -211,10 +216,7 @@ def test_deeply_nested_json_is_a_clear_error(
         '"lineage": ', '"lineage": ' + "[" * 200_000 + "]" * 200_000 + ', "was": ', 1
     )
     hub_server.commit_files_direct(REPO, {**pushed, "registry.json": text.encode()})
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match="nested"):
-        hub.pull(dst, REPO)
-    assert snapshot(dst) == before
+    _refused(dst, InvalidInput, "nested", REPO)
 
 
 def test_a_file_that_is_also_a_folder_is_refused(
@@ -233,10 +235,7 @@ def test_a_file_that_is_also_a_folder_is_refused(
     hub_server.commit_files_direct(
         REPO, {**pushed, **extra, "registry.json": json.dumps(meta).encode()}
     )
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match="lists both a and a/b"):
-        hub.pull(dst, REPO)
-    assert snapshot(dst) == before
+    _refused(dst, InvalidInput, "lists both a and a/b", REPO)
 
 
 ADAPTERHUB_BREAKS: dict[str, tuple[str, str, Any, str]] = {
@@ -255,10 +254,7 @@ def test_malformed_adapterhub_configs_are_clear_errors(
     files = _adapterhub_repo(hub_server, tiny_base_dir, tmp_path, "ah/broken", with_head=True)
     broken = json.dumps(_set(json.loads(files[name]), path, value)).encode()
     hub_server.commit_files_direct("ah/broken", {name: broken})
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match=message):
-        hub.pull(dst, "ah/broken")
-    assert snapshot(dst) == before
+    _refused(dst, InvalidInput, message, "ah/broken")
 
 
 # ---------------------------------------------------------------------- finding 5: loadable
@@ -298,10 +294,7 @@ def test_an_adapter_that_cannot_load_is_not_registered(
 ) -> None:
     change, message = UNLOADABLE[case]
     _adapterhub_with(hub_server, tiny_base_dir, tmp_path, "ah/unloadable", change)
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match=message):
-        hub.pull(dst, "ah/unloadable")
-    assert snapshot(dst) == before
+    _refused(dst, InvalidInput, message, "ah/unloadable")
 
 
 def test_task_labels_that_contradict_the_head_are_refused(
@@ -310,10 +303,7 @@ def test_task_labels_that_contradict_the_head_are_refused(
     meta = json.loads(pushed["registry.json"])
     meta["task"]["label_names"] = list(reversed(meta["task"]["label_names"]))
     _republish(hub_server, pushed, meta)
-    before = snapshot(dst)
-    with pytest.raises(InvalidInput, match="has a head with labels"):
-        hub.pull(dst, REPO)
-    assert snapshot(dst) == before
+    _refused(dst, InvalidInput, "has a head with labels", REPO)
 
 
 def test_labels_with_control_characters_are_refused_and_never_printed_raw(
@@ -389,10 +379,7 @@ def test_a_stalled_download_times_out(
     hub_server: HubServer, pushed: dict[str, bytes], dst: Registry
 ) -> None:
     hub_server.stall("/resolve/", 60)
-    before = snapshot(dst)
-    with pytest.raises(HubError, match="Could not reach the Hub"):
-        hub.pull(dst, REPO, timeout=0.5)
-    assert snapshot(dst) == before
+    _refused(dst, HubError, "Could not reach the Hub", REPO, timeout=0.5)
 
 
 # ---------------------------------------------------------------------- finding 7: races
@@ -440,10 +427,7 @@ def test_a_pull_that_fails_at_its_last_write_leaves_nothing(
                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
             )
         )
-    before = snapshot(dst)
-    with pytest.raises(RegistryError, match="injected failure"):
-        hub.pull(dst, REPO)
-    assert snapshot(dst) == before  # no base model, task, dataset, version or artifact
+    _refused(dst, RegistryError, "injected failure", REPO)
     with dst.db.engine.begin() as conn:
         conn.execute(text("DROP TRIGGER refuse_links"))
     assert hub.pull(dst, REPO).entity.ref == "books@1"

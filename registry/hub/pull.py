@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,62 +258,70 @@ def _precheck(registry: Registry, staged: _Staged) -> None:
 def _check_loads(registry: Registry, repo_id: str, staged: _Staged) -> None:
     """Load the staged adapter (or fusion, over its members) on its base; compare head labels.
 
-    Junk weights, configs the library cannot build, and heads whose labels contradict the task
-    are refused here, before anything is written.
+    Junk weights, configs the library cannot build, heads whose labels contradict the task and
+    weights that compute NaN are refused here, before anything is written.
     """
     from ..backbone import Backbone
     from ..loader import HEAD_PREFIX, attach_adapter, load_backbone_for
 
     what = f"The {staged.kind} in {repo_id}"
-    try:
-        backbone: Backbone
-        if staged.members:
-            backbone = load_backbone_for(registry, staged.members[0])
+    backbone: Backbone
+    if staged.members:
+        backbone = load_backbone_for(registry, staged.members[0])
+        with _refused_unless_loads(what):
             names = [attach_adapter(registry, backbone, m) for m in staged.members]
             head = HEAD_PREFIX + "pulled"
             backbone.load_fusion(staged.folder, names, head)
             backbone.activate(names, head)
-        else:
-            base = staged.base
-            local = Path(str(base["name"])).expanduser().exists()
-            backbone = Backbone.load(str(base["name"]), None if local else str(base["revision"]))
-            if backbone.info.revision != base["revision"]:
-                raise InvalidInput(
-                    f"The base model {printable(base['name'])} here is at revision "
-                    f"{backbone.info.revision[:12]}, but {what} records "
-                    f"{printable(str(base['revision'])[:12])}.",
-                    hint="Give the base model it was trained on with --base.",
-                )
+    else:
+        base = staged.base
+        local = Path(str(base["name"])).expanduser().exists()
+        backbone = Backbone.load(str(base["name"]), None if local else str(base["revision"]))
+        if backbone.info.revision != base["revision"]:
+            raise InvalidInput(
+                f"The base model {printable(base['name'])} here is at revision "
+                f"{backbone.info.revision[:12]}, but {what} records "
+                f"{printable(str(base['revision'])[:12])}.",
+                hint="Give the base model it was trained on with --base.",
+            )
+        with _refused_unless_loads(what):
             head = backbone.load_adapter(staged.folder, "pulled")
             if head not in backbone.head_names:
                 return  # a headless adapter: loading it is the check
             backbone.activate(head, head)
-        labels = backbone.head_labels(head)
-        if labels != staged.label_names:
-            raise InvalidInput(
-                f"{what} has a head with labels {printable_list(labels)}, but its task "
-                f"{staged.task!r} has {printable_list(staged.label_names)}.",
-                hint="The repo contradicts itself; pull another revision.",
-            )
-        import torch
+    labels = backbone.head_labels(head)
+    if labels != staged.label_names:
+        raise InvalidInput(
+            f"{what} has a head with labels {printable_list(labels)}, but its task "
+            f"{staged.task!r} has {printable_list(staged.label_names)}.",
+            hint="The repo contradicts itself; pull another revision.",
+        )
+    import torch
 
+    with _refused_unless_loads(what):
         batch = backbone.tokenizer(["a short test sentence"], return_tensors="pt")
         with torch.no_grad():
             logits = backbone.logits(dict(batch))
-        if not bool(torch.isfinite(logits).all()):
-            raise InvalidInput(f"{what} computes NaN or infinite scores.", hint="Refused.")
+    if not bool(torch.isfinite(logits).all()):
+        raise InvalidInput(f"{what} computes NaN or infinite scores.", hint="Refused.")
+
+
+@contextlib.contextmanager
+def _refused_unless_loads(what: str) -> Iterator[None]:
+    """Turn any failure to build or run the pulled weights into one clear InvalidInput."""
+    hint = "The repo is damaged or not for this base model; pull another one."
+    try:
+        yield
     except RegistryError as err:
-        if "labels" in err.message or "NaN" in err.message:
-            raise
         raise InvalidInput(
             f"{what} does not load on its base model: {printable(err.message)}",
-            hint=err.hint or "The repo is damaged or not for this base model; pull another one.",
+            hint=err.hint or hint,
         ) from err
     except Exception as err:  # the adapters library fails in many ways on junk configs
+        first = str(err).splitlines()[0] if str(err) else ""
         raise InvalidInput(
-            f"{what} does not load on its base model: {type(err).__name__}: "
-            f"{printable(str(err).splitlines()[0] if str(err) else '')}",
-            hint="The repo is damaged or not for this base model; pull another one.",
+            f"{what} does not load on its base model: {type(err).__name__}: {printable(first)}",
+            hint=hint,
         ) from err
 
 
