@@ -64,6 +64,7 @@ def test_each_test_gets_half_of_alpha_when_both_run() -> None:
     for p, name in ((p_mmd, "embedding_mmd"), (p_lab, "label_shift")):
         above, below = _decide(ref, new, 2 * p * 1.001), _decide(ref, new, 2 * p * 0.999)
         assert above[name] is True and below[name] is False, (name, p)
+        assert _decide(ref, new, 2 * p)[name] is False  # p == alpha / 2: strict, no drift
         # The overall decision is the OR of the decisive tests.
         assert above["overall"] is True
         assert below["overall"] is (below["embedding_mmd"] or below["label_shift"])
