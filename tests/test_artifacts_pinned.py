@@ -113,7 +113,7 @@ def test_temp_leftovers_are_listed_and_removable(tmp_path: Path) -> None:
 
 def test_ids_must_be_64_lowercase_hex(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "art")
-    for bad in ("a" * 63, "A" * 64, "g" * 64, "../" + "a" * 61, "a" * 65):
+    for bad in ("a" * 63, "A" * 64, "X" * 64, "g" * 64, "../" + "a" * 61, "a" * 65):
         with pytest.raises(InvalidInput) as err:
             store.path_for(bad)
         assert err.value.message == f"Not an artifact id: {bad!r}"
@@ -257,3 +257,25 @@ def test_verify_errors_are_exact(tmp_path: Path) -> None:
         err.value.message == f"The manifest of artifact does not match its id: {folder / MANIFEST}"
     )
     assert err.value.hint == VERIFY
+
+
+def test_a_write_killed_half_way_leaves_its_folder_where_gc_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like a SIGKILL during the copy: no clean-up runs, and the staging folder stays behind."""
+    store = ArtifactStore(tmp_path / "art")
+    src = make_artifact(tmp_path / "src", b"x")
+    digest = artifacts.file_listing_digest(src)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts.shutil, "copyfileobj", killed)
+    monkeypatch.setattr(artifacts, "_remove_tree", lambda folder: None)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(src)
+    (left,) = store.temp_leftovers()
+    assert left.parent == store.root / "tmp"
+    prefix, _, token = left.name.partition("-")
+    assert prefix == digest[:12] and len(token) == 32
+    assert store.all_ids() == []
