@@ -71,5 +71,5 @@ def test_mmd_power_with_unequal_sample_sizes(n_ref: int, n_new: int) -> None:
         detected += int(shifted.p_value < 0.05)
         null_alarms += int(same.p_value < 0.05)
         assert (shifted.n_ref, shifted.n_new) == (n_ref, n_new)
-    assert detected >= 0.9 * trials, detected  # measured: 100 of 100 for both orders
+    assert detected >= 0.9 * trials, detected  # measured: 96 (60 vs 25) and 99 (25 vs 60)
     assert null_alarms <= _slack_bound(trials, 0.05), null_alarms
