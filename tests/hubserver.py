@@ -15,6 +15,11 @@ Storage is in memory and git-like: each repository holds commits (a full snapsho
 ``path -> bytes`` plus parent, message and a 40-hex sha1 oid), branches (``main`` first) and tags.
 As on the Hub, a new repository starts with one commit that adds ``.gitattributes``.
 
+For hostile-server tests it can lie and stall: ``tamper(path_substring, rewrite)`` passes every
+matching answer (status, headers, body) through ``rewrite`` (a repo info whose ``sha`` is
+``"../x"``, an ``ETag`` with ``../``), and ``stall(path_substring, seconds)`` holds matching
+answers until the time is up or :meth:`HubServer.reset` is called.
+
 Usage::
 
     with HubServer() as hub:
