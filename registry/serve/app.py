@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -158,6 +159,11 @@ class _Gate:
                     name, _, credential = part.strip().partition("=")
                     if name == "adapter_registry_token" and given is None:
                         given = credential
+        if given is None and scope["path"] == "/ui":  # /ui?token=... logs a browser in
+            for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+                name, _, credential = part.partition("=")
+                if name == "token":
+                    given = unquote(credential)
         return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
 
