@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from registry.composer import FuseConfig, fuse
+from registry.errors import RegistryError
 from registry.serve import ServeConfig
 from registry.serve.client import Client
 from registry.serve.runner import Server
@@ -416,3 +417,43 @@ def test_serve_refuses_a_busy_port_and_bad_settings(template: dict[str, Any]) ->
     assert result.exit_code == 1 and "token is empty" in result.output
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_hot_swap_on_each_backend(
+    backend_url: str | None, tmp_path: Path, tiny_base_dir: Path
+) -> None:
+    """The watcher follows an alias moved by another process's writes, on SQLite and PostgreSQL."""
+    reg = Registry.init(tmp_path / "home-backend", backend_url)
+    try:
+        data = sentiment_data(tmp_path / "data-backend")
+        train(reg, "sentiment", data, str(tiny_base_dir), config=CFG, progress=False)
+        cfg2 = TrainConfig(epochs=1, batch_size=16, max_length=32, device="cpu", seed=3)
+        train(reg, "sentiment", data, str(tiny_base_dir), config=cfg2, progress=False)
+        reg.set_alias("sentiment", "production", "sentiment@1")
+        srv = _start(reg)
+        try:
+            client = Client(srv.url)
+            assert _answering(client) == "sentiment@1"
+            # A second registry handle, as the `alias` command would open.
+            other = Registry.open(tmp_path / "home-backend", backend_url)
+            other.set_alias("sentiment", "production", "sentiment@2")
+            other.close()
+            _wait(lambda: _answering(client) == "sentiment@2")
+        finally:
+            srv.stop()
+    finally:
+        reg.close()
+
+
+def test_bf16_precision_answers_close_to_fp32(server: Server, reg: Registry) -> None:
+    fp32 = Client(server.url).predict({"task": "sentiment", "text": TEXTS})[1]
+    srv = _start(reg, precision="bf16")
+    try:
+        status, bf16 = Client(srv.url).predict({"task": "sentiment", "text": TEXTS})
+        assert status == 200 and bf16["model"] == fp32["model"]
+        for got, want in zip(bf16["predictions"], fp32["predictions"], strict=True):
+            assert got["scores"] == pytest.approx(want["scores"], abs=0.02)
+    finally:
+        srv.stop()
+    with pytest.raises(RegistryError, match="fp16 inference needs a GPU"):
+        _start(reg, precision="fp16", device="cpu")

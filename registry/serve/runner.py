@@ -78,7 +78,11 @@ class Server:
         """Load the models before taking requests, so a failure is a plain error here."""
         pool: ModelPool = self.app.state.pool
         if not pool.started:
-            pool.start()
+            try:
+                pool.start()
+            except BaseException:
+                self.sock.close()
+                raise
         return pool
 
     def run(self) -> None:
