@@ -279,7 +279,7 @@ def create_app(
         """What is served: each task's alias target with its sha256, plus failed swaps."""
         serving = pool.serving()
         out = [_model_entry(s, registry, config, task) for task, s in sorted(serving.items())]
-        loaded = sorted(pool._loaded.values(), key=lambda s: s.uid)
+        loaded = pool.loaded()
         return {
             "alias": config.alias,
             "poll_interval_s": config.poll_interval,
@@ -327,7 +327,7 @@ def create_app(
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         metrics.served.set(len(pool.serving()))
-        metrics.loaded.set(len(pool._loaded))
+        metrics.loaded.set(len(pool.loaded()))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _add_docs(app)
@@ -462,7 +462,7 @@ async def _served_for(body: PredictRequest, pool: ModelPool) -> Served:
 
 def _cached_ref(pool: ModelPool, ref: str) -> Served | None:
     """Answer ``name@version`` and ids from what is loaded, without a database read."""
-    for served in list(pool._loaded.values()):
+    for served in pool.loaded():
         if ref in (served.entity.ref, served.entity.uid):
             return served
     return None

@@ -175,6 +175,10 @@ class ModelPool:
             )
         return served
 
+    def loaded(self) -> list[Served]:
+        """Return everything loaded in this process (served or asked for by REF), by id."""
+        return sorted(self._loaded.values(), key=lambda s: s.uid)
+
     def serving(self) -> dict[str, Served]:
         """Return a snapshot of task → served entity."""
         return dict(self._serving)
