@@ -457,3 +457,15 @@ def test_bf16_precision_answers_close_to_fp32(server: Server, reg: Registry) -> 
         srv.stop()
     with pytest.raises(RegistryError, match="fp16 inference needs a GPU"):
         _start(reg, precision="fp16", device="cpu")
+
+
+def test_a_server_fault_is_a_json_500_and_the_server_keeps_serving(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert server.pool is not None
+    real = server.pool.predict
+    monkeypatch.setattr(server.pool, "predict", lambda *a: (_ for _ in ()).throw(OSError("disk")))
+    status, out = Client(server.url).predict({"task": "sentiment", "text": "a"})
+    assert status == 500 and out["error"] == "internal_error" and "disk" in out["message"]
+    monkeypatch.setattr(server.pool, "predict", real)
+    assert Client(server.url).predict({"task": "sentiment", "text": "a"})[0] == 200

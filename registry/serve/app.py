@@ -8,6 +8,7 @@ Every prediction names the version that produced it, in the body and in ``X-Mode
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ _STATUS: list[tuple[type[RegistryError], int, str]] = [
     (IntegrityError, 409, "integrity_error"),
     (DatabaseError, 503, "database_unavailable"),
 ]
+
+log = logging.getLogger("registry.serve")
 
 EXAMPLE_HINT = (
     'POST /v1/predict with JSON {"task": "sentiment", "text": "a fine film"} '
@@ -244,6 +247,17 @@ def create_app(
         # One message per field: pydantic lists each union member it tried.
         message = "; ".join(dict.fromkeys(problems)) or "The request is not valid."
         return _error(422, "invalid_request", message, EXAMPLE_HINT)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        # Not the request's fault; still JSON, and the log has the traceback.
+        log.exception("unexpected error on %s", request.url.path, exc_info=err)
+        return _error(
+            500,
+            "internal_error",
+            f"The server failed: {type(err).__name__}: {err}",
+            "Retry; if it persists, see the server's log (and run adapter-registry verify).",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
