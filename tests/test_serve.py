@@ -469,3 +469,23 @@ def test_a_server_fault_is_a_json_500_and_the_server_keeps_serving(
     assert status == 500 and out["error"] == "internal_error" and "disk" in out["message"]
     monkeypatch.setattr(server.pool, "predict", real)
     assert Client(server.url).predict({"task": "sentiment", "text": "a"})[0] == 200
+
+
+def test_ui_login_with_a_token_sets_a_cookie(reg: Registry) -> None:
+    srv = _start(reg, token="s3cret", ui=True)
+    try:
+        anonymous = Client(srv.url)
+        assert anonymous.request("GET", "/ui/")[0] == 401
+        assert anonymous.request("GET", "/ui?token=wrong")[0] == 401
+        status, headers, _ = anonymous.request("GET", "/ui?token=s3cret")
+        assert status == 303 and headers["location"] == "/ui/"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert cookie == "adapter_registry_token=s3cret" and "HttpOnly" in headers["set-cookie"]
+        status, _, page = anonymous.request("GET", "/ui/", headers={"cookie": cookie})
+        assert status == 200 and b"sentiment@1" in page and b"nli@1" in page
+        status, _, page = anonymous.request(
+            "GET", "/ui/models/sentiment@1", headers={"cookie": cookie}
+        )
+        assert status == 200 and b"svg" in page and b"fused_from" in page
+    finally:
+        srv.stop()
