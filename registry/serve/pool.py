@@ -290,7 +290,8 @@ class ModelPool:
             else:
                 dtype = torch.bfloat16 if precision == "bf16" else torch.float16
                 autocast = torch.autocast(self.device.split(":")[0], dtype=dtype)
-            with autocast:
+            # inference_mode skips autograd's bookkeeping that no_grad still does.
+            with torch.inference_mode(), autocast:
                 return predict_examples(
                     served.loaded,
                     examples,
