@@ -489,3 +489,23 @@ def test_ui_login_with_a_token_sets_a_cookie(reg: Registry) -> None:
         assert status == 200 and b"svg" in page and b"fused_from" in page
     finally:
         srv.stop()
+
+
+def test_named_fusions_over_the_same_members_share_a_backbone_exactly(reg: Registry) -> None:
+    """Two fusion versions over one member set, on one backbone, each equal to its own model."""
+    from registry.data import Example
+    from registry.inference import predict_examples
+    from registry.loader import load_entity
+
+    rows = [Example(t, None, None) for t in TEXTS]
+    f1, f2 = reg.resolve("sentfuse@1"), reg.resolve("sentfuse@2")
+    shared = load_entity(reg, f1, named=True)
+    second = load_entity(reg, f2, backbone=shared.backbone, named=True)
+    for named, entity in ((shared, f1), (second, f2)):
+        named.activate()
+        got = predict_examples(named, rows)
+        alone = predict_examples(load_entity(reg, entity), rows)  # a fresh, unnamed load
+        assert [g["scores"] for g in got] == [a["scores"] for a in alone]  # exact
+    # Without names the second fusion over the same members cannot be loaded beside the first.
+    with pytest.raises(RegistryError, match="already loaded"):
+        load_entity(reg, f2, backbone=load_entity(reg, f1).backbone)
