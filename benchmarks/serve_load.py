@@ -351,7 +351,9 @@ def write_report(path: Path, r: dict[str, Any], args: argparse.Namespace, load: 
         f"{swap['promotions']} promotions (target 0: {met[swap['failed'] == 0]}); "
         f"**{swap['mismatched']}** answers differ from the version they name."
     )
-    text = f"""# Serving: `adapter-registry serve` under load (MiniLM-L6, CPU)
+    title = "Serving: `adapter-registry serve` under load "
+    title += f"(MiniLM-L6, CPU, {args.threads} thread(s))"
+    text = f"""# {title}
 
 Server: `python -m registry serve --threads {args.threads}` (max batch 32, max wait 5 ms, alias
 poll every {args.poll} s), a separate process on 127.0.0.1; clients are threads of the benchmark
@@ -366,9 +368,9 @@ speed does not depend on it.** `sst2:production` is `sst2-fusion@1` (a fusion of
 
 {key_latency}
 {key_ratio}
-- the same fusion on a bare model, one text per forward in a loop, had p50 {bare["p50"]:.1f} ms in
-  this run: single-text latency is the forward pass on a shared CPU, not the HTTP layer (a
-  404 round trip, which runs no model, takes well under 1 ms on an idle server).
+- the same fusion on a bare model, one text per forward in a loop in this process, had p50
+  {bare["p50"]:.1f} ms; the server's p50 adds the HTTP round trip, the micro-batch wait and a
+  forward pass that shares the 2 cores with the client process and the event loop.
 - the CLI pays interpreter start, imports and the model load on every call (median
   {statistics.median(r["cli"]):.1f} s); the bare model in a loop is the same fusion, one text per
   forward, in one process: the server at {conc["clients"]} clients does

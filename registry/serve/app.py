@@ -190,6 +190,7 @@ def create_app(
         max_batch=config.max_batch,
         max_wait_ms=config.max_wait_ms,
         on_batch=metrics.batch_size.observe,
+        threads=config.threads,
     )
     watcher = Watcher(pool)
     started_at = time.time()

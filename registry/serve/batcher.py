@@ -26,6 +26,13 @@ class _Job:
     future: asyncio.Future[list[dict[str, Any]]]
 
 
+def _same_threads(threads: int | None) -> None:
+    """Give the inference thread torch's thread count (OpenMP keeps it per calling thread)."""
+    import torch
+
+    torch.set_num_threads(threads or torch.get_num_threads())
+
+
 class MicroBatcher:
     """Gathers requests into batches of at most ``max_batch`` texts."""
 
@@ -36,6 +43,7 @@ class MicroBatcher:
         max_batch: int,
         max_wait_ms: float,
         on_batch: Callable[[int], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.pool = pool
         self.max_batch = max_batch
@@ -43,7 +51,9 @@ class MicroBatcher:
         self.on_batch = on_batch
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="inference", initializer=_same_threads, initargs=(threads,)
+        )
 
     async def start(self) -> None:
         """Start the collector on the running event loop."""
