@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install test test-all lint demo bench bench-quick mutants clean
+.PHONY: install test test-all lint browser demo bench bench-quick mutants clean
 
 install: $(STAMP)
 
@@ -22,6 +22,14 @@ lint: install
 	$(VENV)/bin/ruff format --check registry tests examples benchmarks migrations
 	$(VENV)/bin/mypy registry
 
+# Chromium and its driver from Debian's packages, for the browser tests of the serve UI. A no-op when
+# both are there; where they cannot be installed (not root, no package mirror) the tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null) || \
+	  echo "browser: chromium could not be installed; the UI browser tests will skip"
+
 # PostgreSQL for the team-scale tests: each test creates (and drops) its own database and role
 # there. ADAPTER_REGISTRY_TEST_PG from the environment wins (it may carry a password); otherwise
 # the local server is used when it is up.
@@ -34,11 +42,11 @@ endif
 
 # The default suite, then the slow one (crash loops, parallel writers, real training); pytest exits
 # 5 when no test is marked slow, which is not a failure.
-test: install lint
+test: install lint browser
 	$(PG_ENV) $(VENV)/bin/pytest -q
 	$(PG_ENV) $(VENV)/bin/pytest -q -m 'slow and not gpu' || test $$? -eq 5
 
-test-all: install lint
+test-all: install lint browser
 	$(PG_ENV) $(VENV)/bin/pytest -q -m ''
 
 # Mutation testing (mutmut, the `mutants` extra) over the artifact store and drift's decision:

@@ -320,8 +320,13 @@ class Backbone:
             lambda n: f"adapter_fusion_layer.{fusion}." in n or n.startswith(f"heads.{head}.")
         )
 
-    def activate(self, adapter_or_members: str | list[str], head: str) -> None:
-        """Use one adapter (a name) or a fusion (a list of names) with ``head`` in forward."""
+    def activate(
+        self, adapter_or_members: str | list[str], head: str, fusion_name: str | None = None
+    ) -> None:
+        """Use one adapter (a name) or a fusion (a list of names) with ``head`` in forward.
+
+        ``fusion_name`` picks a fusion loaded under its own name (see :meth:`load_fusion`).
+        """
         import adapters
 
         self._require_head(head)
@@ -329,8 +334,8 @@ class Backbone:
             self._require_adapters([adapter_or_members])
             self.model.set_active_adapters(adapter_or_members)
         else:
-            self._require_fusion(adapter_or_members)
-            self.model.set_active_adapters(adapters.Fuse(*adapter_or_members))
+            self._require_fusion(adapter_or_members, fusion_name)
+            self.model.set_active_adapters(adapters.Fuse(*adapter_or_members, name=fusion_name))
         self.model.active_head = head
 
     # ----------------------------------------------------------------- save / load
@@ -384,8 +389,14 @@ class Backbone:
             )
         self._check_saved(folder, [FUSION_CONFIG, FUSION_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
 
-    def load_fusion(self, folder: Path, members: list[str], head: str) -> None:
-        """Load a fusion layer and its head saved by :meth:`save_fusion`; members must be loaded."""
+    def load_fusion(
+        self, folder: Path, members: list[str], head: str, name: str | None = None
+    ) -> None:
+        """Load a fusion layer and its head saved by :meth:`save_fusion`; members must be loaded.
+
+        With ``name`` the layer is loaded under that name, so several fusions over the same
+        members can live in one model (activate them with ``fusion_name``).
+        """
         import json
 
         folder = Path(folder)
@@ -397,15 +408,19 @@ class Backbone:
                 f"The fusion in {folder} is over {saved.get('adapter_names')}, not {members}.",
                 hint="Load the member adapters under the names the fusion was saved with.",
             )
-        name = _fusion_name(members)
-        if name in self.model.adapters_config.fusions:
-            raise AlreadyExists(f"A fusion over {members} is already loaded.")
+        fusion = name or _fusion_name(members)
+        if fusion in self.model.adapters_config.fusions:
+            raise AlreadyExists(f"A fusion over {members} named {fusion!r} is already loaded.")
         if head in self.model.heads:
             raise AlreadyExists(f"A head named {head!r} is already loaded.")
         loading_info: dict[str, list[str]] = {}
         try:
             self.model.load_adapter_fusion(
-                str(folder), use_safetensors=True, with_head=False, loading_info=loading_info
+                str(folder),
+                load_as=name,
+                use_safetensors=True,
+                with_head=False,
+                loading_info=loading_info,
             )
             self.model.load_head(str(folder), load_as=head, use_safetensors=True)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
@@ -560,9 +575,9 @@ class Backbone:
                 hint="Add it with Backbone.add_head(name, label_names).",
             )
 
-    def _require_fusion(self, members: list[str]) -> None:
+    def _require_fusion(self, members: list[str], name: str | None = None) -> None:
         self._require_adapters(members)
-        if _fusion_name(members) not in self.model.adapters_config.fusions:
+        if (name or _fusion_name(members)) not in self.model.adapters_config.fusions:
             raise NotFound(
                 f"No fusion over {members} is loaded.",
                 hint="Add it with Backbone.add_fusion(members) or load it with load_fusion.",

@@ -510,9 +510,9 @@ def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
 
 def _register_capabilities() -> None:
     # Each capability keeps its commands in its own module; all stay light to import.
-    from . import cli_compose, cli_continual, cli_hub, cli_train
+    from . import cli_compose, cli_continual, cli_hub, cli_serve, cli_train
 
-    for module in (cli_train, cli_compose, cli_continual, cli_hub):
+    for module in (cli_train, cli_compose, cli_continual, cli_hub, cli_serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

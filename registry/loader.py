@@ -37,6 +37,12 @@ class Loaded:
     head: str
     setup: str | list[str]
     label_names: list[str]
+    #: the fusion layer's own name when it was loaded under one (``load_entity(named=True)``)
+    fusion_name: str | None = None
+
+    def activate(self) -> None:
+        """Make this adapter or fusion the one the backbone's forward runs."""
+        self.backbone.activate(self.setup, self.head, self.fusion_name)
 
 
 def base_source(registry: Registry, entity: E.Entity) -> tuple[str, str]:
@@ -73,9 +79,17 @@ def attach_adapter(registry: Registry, backbone: Backbone, version: E.AdapterVer
 
 
 def load_entity(
-    registry: Registry, entity: E.Entity, device: str = "cpu", backbone: Backbone | None = None
+    registry: Registry,
+    entity: E.Entity,
+    device: str = "cpu",
+    backbone: Backbone | None = None,
+    named: bool = False,
 ) -> Loaded:
-    """Build a model with ``entity`` (adapter version or fusion) active, from verified files."""
+    """Build a model with ``entity`` (adapter version or fusion) active, from verified files.
+
+    With ``named`` a fusion's layer is loaded under the fusion's own module name, so fusions
+    over the same members (two versions, or two tasks) can share one backbone.
+    """
     backbone = backbone or load_backbone_for(registry, entity, device)
     task = registry.get_task_by_id(entity.task_id)
     if isinstance(entity, E.AdapterVersion):
@@ -87,14 +101,15 @@ def load_entity(
     _check_manifest(folder, entity, versions)
     members = [attach_adapter(registry, backbone, v) for v in versions]
     head = HEAD_PREFIX + module_name(entity)
-    backbone.load_fusion(folder, members, head)
-    backbone.activate(members, head)
+    fusion_name = module_name(entity) if named else None
+    backbone.load_fusion(folder, members, head, name=fusion_name)
+    backbone.activate(members, head, fusion_name)
     labels = backbone.head_labels(head)
     if labels != task.label_names:
         raise InvalidInput(
             f"The head of {entity.ref} has labels {labels}, task has {task.label_names}."
         )
-    return Loaded(backbone, entity, head, members, labels)
+    return Loaded(backbone, entity, head, members, labels, fusion_name)
 
 
 def _check_manifest(folder: Path, fusion: E.Fusion, versions: list[E.AdapterVersion]) -> None:
