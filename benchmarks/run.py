@@ -35,6 +35,7 @@ ORDER = [
     "domain_stream",
     "cb_fusion",
     "cb_quality",
+    "serve_load",
 ]
 NOT_BENCHMARKS = {"__init__", "common", "run"}
 #: Small arguments for modules that have no --quick flag of their own.

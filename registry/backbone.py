@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -430,6 +430,37 @@ class Backbone:
             ) from exc
         self._check_loading_info(folder, loading_info)
         self.model.to(self.device)
+
+    def unload(
+        self,
+        adapters: Sequence[str] = (),
+        *,
+        fusion: str | None = None,
+        heads: Sequence[str] = (),
+    ) -> None:
+        """Remove adapters, a fusion layer (by its name) and heads from the live model.
+
+        Whatever is not loaded is skipped, so unloading is idempotent. The caller decides what
+        no other loaded entity still uses.
+        """
+        if fusion is not None and fusion in self.model.adapters_config.fusions:
+            self.model.delete_adapter_fusion(fusion)
+        for head in heads:
+            if head in self.model.heads:
+                self.model.delete_head(head)
+        for name in adapters:
+            if name in self.model.adapters_config.adapters:
+                self.model.delete_adapter(name)
+
+    def parameter_bytes(self) -> tuple[int, int]:
+        """Return (all parameter bytes, bytes of the base encoder alone)."""
+        total = base = 0
+        for name, p in self.model.named_parameters():
+            size = p.numel() * p.element_size()
+            total += size
+            if "adapter" not in name and "heads." not in name:
+                base += size
+        return total, base
 
     @contextlib.contextmanager
     def base_only(self) -> Iterator[None]:

@@ -316,6 +316,53 @@ def test_hot_swap_under_load_fails_no_request(reg: Registry) -> None:
         srv.stop()
 
 
+def test_replaced_models_are_unloaded_and_memory_stays_flat(reg: Registry) -> None:
+    """Ten promotions later the process holds what it held after the first one, no more."""
+    srv = _start(reg)
+    try:
+        client = Client(srv.url)
+        refs = ["sentfuse@1", "sentfuse@2", "sentiment@2", "sentfuse@1", "sentiment@1"] * 2
+        sizes = []
+        for ref in refs:
+            reg.set_alias("sentiment", "production", ref)
+            _wait(lambda r=ref: _answering(client) == r)
+            # one poll later the replaced target is gone; only the served ones stay loaded
+            _wait(lambda: not client.json("GET", "/v1/models")[1]["loaded"])
+            sizes.append(client.json("GET", "/v1/models")[1]["memory"]["parameter_bytes"])
+            out = client.predict({"task": "sentiment", "text": TEXTS})[1]
+            want = _offline(reg, ref, TEXTS)
+            for got, exp in zip(out["predictions"], want, strict=True):
+                assert got["scores"] == pytest.approx(exp["scores"], abs=1e-5), ref
+        _, models = client.json("GET", "/v1/models")
+        assert models["unloaded"] == len(refs)  # the start-up model, then each replaced one
+        # the same target costs the same bytes on every lap: nothing accumulates
+        assert sizes[5:] == sizes[:5], sizes
+        text = client.request("GET", "/metrics")[2].decode()
+        assert f"adapter_registry_unloaded_models {float(len(refs))}" in text
+        # a REF asked for directly after its unload is reloaded, verified, and answers
+        status, out = client.predict({"ref": "sentfuse@2", "text": TEXTS})
+        assert status == 200 and out["model"]["ref"] == "sentfuse@2"
+    finally:
+        srv.stop()
+
+
+def test_a_request_holding_an_unloaded_model_gets_it_reloaded(reg: Registry) -> None:
+    """The race the grace period makes rare: a batch for a model unloaded while it waited."""
+    from registry.data import Example
+    from registry.serve.pool import ModelPool
+
+    pool = ModelPool(reg, ServeConfig(port=0, preload=False))
+    pool.start()
+    held = pool.resolve("sentfuse@1")
+    pool._retired[held.uid] = 0.0  # retired long ago
+    assert pool._unload_retired() == ["sentfuse@1"]
+    assert "head_sentfuse_v1" not in held.loaded.backbone.head_names
+    got = pool.predict(held, [Example(t, None, None) for t in TEXTS])
+    want = _offline(reg, "sentfuse@1", TEXTS)
+    for g, w in zip(got, want, strict=True):
+        assert g["scores"] == pytest.approx(w["scores"], abs=1e-5)
+
+
 def _answering(client: Client, task: str = "sentiment") -> str:
     return str(client.predict({"task": task, "text": "a"})[1]["model"]["ref"])
 

@@ -307,6 +307,7 @@ def create_app(
             "failed_swaps": pool.failures(),
             "swaps": [e.to_dict() for e in list(pool.events)[-20:]],
             "memory": pool.memory(),
+            "unloaded": pool.unloads,
         }
 
     @app.get("/v1/lineage/{ref}")
@@ -343,6 +344,7 @@ def create_app(
 
         metrics.served.set(len(pool.serving()))
         metrics.loaded.set(len(pool.loaded()))
+        metrics.unloads.set(pool.unloads)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     _add_docs(app)

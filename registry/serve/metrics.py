@@ -55,6 +55,11 @@ class ServeMetrics:
             "Adapter versions and fusions loaded in this process.",
             registry=self.registry,
         )
+        self.unloads = Gauge(
+            "adapter_registry_unloaded_models",
+            "Replaced alias targets unloaded since start (memory stays flat over promotions).",
+            registry=self.registry,
+        )
 
     @staticmethod
     def endpoint(path: str) -> str:

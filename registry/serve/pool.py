@@ -12,6 +12,12 @@ on the way (:meth:`Registry.artifact_path`), and only then replaces the task's e
 dict assignment. Requests already queued keep the :class:`Served` they resolved, so every
 answer comes from exactly one version. A failed load leaves the old entry in place and is
 reported by ``/v1/models``, ``/health`` and the swap counter.
+
+Unloading: the entity a swap replaced is *retired*. One poll interval later (time for the
+requests already queued for it to be answered) the next refresh removes its fusion layer, head
+and any member adapters that nothing still loaded uses, so memory stays flat over any number of
+promotions. A request that still holds a retired entity after that finds it reloaded, verified,
+by :meth:`ModelPool.predict`: it is never answered by a half-removed model.
 """
 
 from __future__ import annotations
@@ -109,6 +115,8 @@ class ModelPool:
     _loaded: dict[str, Served] = field(default_factory=dict)
     _serving: dict[str, Served] = field(default_factory=dict)
     _failed: dict[str, tuple[str, SwapEvent]] = field(default_factory=dict)
+    _retired: dict[str, float] = field(default_factory=dict)
+    unloads: int = 0
     events: deque[SwapEvent] = field(default_factory=lambda: deque(maxlen=100))
     last_poll: float | None = None
     poll_error: str | None = None
@@ -191,12 +199,47 @@ class ModelPool:
         """Return parameter bytes: the base models, and everything loaded beside them."""
         total = base = 0
         for backbone in self._backbones.values():
-            for name, p in backbone.model.named_parameters():
-                size = p.numel() * p.element_size()
-                total += size
-                if "adapter" not in name and "heads." not in name:
-                    base += size
+            all_bytes, base_bytes = backbone.parameter_bytes()
+            total += all_bytes
+            base += base_bytes
         return {"parameter_bytes": total, "base_bytes": base, "extra_bytes": total - base}
+
+    def _unload_retired(self) -> list[str]:
+        """Unload retired entities older than one poll interval; return their refs."""
+        due = time.time() - self.config.poll_interval
+        done: list[str] = []
+        with self.lock:
+            serving = {s.uid for s in self._serving.values()}
+            for uid, retired_at in list(self._retired.items()):
+                if uid in serving:  # promoted back before it was unloaded
+                    del self._retired[uid]
+                    continue
+                if retired_at > due:
+                    continue
+                del self._retired[uid]
+                served = self._loaded.pop(uid, None)
+                if served is not None:
+                    self._unload(served)
+                    done.append(served.entity.ref)
+        return done
+
+    def _unload(self, served: Served) -> None:
+        """Remove ``served``'s modules that no other loaded entity uses (under the lock)."""
+        loaded = served.loaded
+        used_adapters: set[str] = set()
+        used_heads: set[str] = set()
+        for other in self._loaded.values():
+            if other.loaded.backbone is loaded.backbone:
+                setup = other.loaded.setup
+                used_adapters.update([setup] if isinstance(setup, str) else setup)
+                used_heads.add(other.loaded.head)
+        members = [loaded.setup] if isinstance(loaded.setup, str) else list(loaded.setup)
+        gone = [m for m in members if m not in used_adapters]
+        # an adapter version's head is loaded under the adapter's own name (loader.attach_adapter)
+        heads = [h for h in [loaded.head, *gone] if h not in used_heads and h not in used_adapters]
+        loaded.backbone.unload(gone, fusion=loaded.fusion_name, heads=heads)
+        self.unloads += 1
+        log.info("unloaded %s (retired)", served.entity.ref)
 
     # ------------------------------------------------------------------ hot-swap
     def refresh(self) -> list[SwapEvent]:
@@ -214,6 +257,7 @@ class ModelPool:
         self.poll_error = None
         self.last_poll = time.time()
         events = []
+        self._unload_retired()
         for alias in aliases:
             target = f"{alias.target_kind[0]}{alias.target_id}"
             current = self._serving.get(alias.task)
@@ -258,6 +302,9 @@ class ModelPool:
         else:
             self._serving[alias.task] = served  # the switch: one dict assignment
             self._failed.pop(alias.task, None)
+            self._retired.pop(served.uid, None)
+            if current is not None and current.uid not in {s.uid for s in self._serving.values()}:
+                self._retired[current.uid] = time.time()
             event = SwapEvent(
                 alias.task,
                 alias.alias,
@@ -284,6 +331,9 @@ class ModelPool:
 
         precision = self.config.precision
         with self.lock:
+            if self._loaded.get(served.uid) is not served:
+                # retired and unloaded while this request waited: reload it, verified
+                served = self.load(served.entity)
             served.loaded.activate()
             if precision == "fp32":
                 autocast: Any = contextlib.nullcontext()
