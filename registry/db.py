@@ -127,7 +127,49 @@ def translate_db_error(err: exc.SQLAlchemyError) -> Exception:
             f"Cannot open the registry database: {msg}",
             hint="Check that the registry home is writable, or run: adapter-registry init",
         )
-    return DatabaseError(f"Database error: {msg}", hint="Retry; if it persists, check the server.")
+    return _server_error(err, msg)
+
+
+def _server_error(err: exc.SQLAlchemyError, msg: str) -> DatabaseError:
+    """Errors that retrying cannot fix get their own hint; only the transient ones say retry."""
+    low = msg.lower()
+    if "malformed" in low or "disk image" in low or "corrupt" in low:
+        return DatabaseError(
+            f"The registry database is damaged: {msg}",
+            hint="Restore registry.db from a backup (artifacts are untouched), then run: "
+            "adapter-registry verify",
+        )
+    if (
+        "password authentication failed" in low
+        or ("role" in low and "does not exist" in low)
+        or "no pg_hba.conf entry" in low
+    ):
+        return DatabaseError(
+            f"The database server refused the login: {msg}",
+            hint="Check the user and password in ADAPTER_REGISTRY_DB (or the server's "
+            "pg_hba.conf); retrying will not help.",
+        )
+    if "database" in low and "does not exist" in low:
+        return DatabaseError(
+            f"The database named in ADAPTER_REGISTRY_DB does not exist: {msg}",
+            hint="Create it (createdb NAME), then run: adapter-registry init",
+        )
+    if "permission denied" in low:
+        return DatabaseError(
+            f"The database role lacks a privilege: {msg}",
+            hint="Grant the role rights on the registry's tables (GRANT ... TO role), or use "
+            "the role that ran adapter-registry init.",
+        )
+    if isinstance(err, exc.OperationalError) or is_retryable(err):
+        return DatabaseError(
+            f"Database error: {msg}",
+            hint="Is the database server running and reachable? Retry when it is.",
+        )
+    return DatabaseError(
+        f"Database error: {msg}",
+        hint="Run again with ADAPTER_REGISTRY_DEBUG=1 for the details, and check "
+        "adapter-registry db current.",
+    )
 
 
 def is_retryable(err: BaseException) -> bool:
