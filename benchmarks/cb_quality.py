@@ -183,8 +183,9 @@ def run_seed(
     log: Any,
 ) -> list[Result]:
     """Train the four CB setups for one seed."""
+    from benchmarks.full_finetune import full_finetune
     from registry.composer import FuseConfig, fuse
-    from registry.trainer import TrainConfig, full_finetune, train
+    from registry.trainer import TrainConfig, train
 
     common: dict[str, Any] = {
         "batch_size": args.batch_size,

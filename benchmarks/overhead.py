@@ -89,7 +89,7 @@ class Phases:
 
 def run_registry(args: argparse.Namespace, data: Path, home: Path) -> dict[str, Any]:
     """Train through ``registry.trainer.train``; return times per phase."""
-    from registry import backbone, profiles, store, trainer
+    from registry import backbone, fitting, profiles, recording, store, trainer
     from registry import data as rdata
 
     t_init = time.perf_counter()
@@ -108,15 +108,16 @@ def run_registry(args: argparse.Namespace, data: Path, home: Path) -> dict[str, 
         (trainer, "load_spec", "data: load + validate"),
         (rdata, "make_batches", "data: tokenize + batch"),
         (trainer, "fingerprint", "data: fingerprints"),
+        (recording, "fingerprint", "data: fingerprints"),
         (backbone, "resolve_base", "base: resolve + weights sha256"),
         (backbone.Backbone, "load", "base: load model"),
         (profiles, "build_profile", "reference profile (drift)"),
-        (trainer, "evaluate_batches", "evaluation (per-epoch validation + final metrics)"),
-        (trainer, "fit", "fit (other)"),
+        (fitting, "evaluate_batches", "evaluation (per-epoch validation + final metrics)"),
+        (fitting, "fit", "fit (other)"),
         (backbone.Backbone, "save_adapter", "save adapter (safetensors)"),
         (profiles, "save_profile", "save profile"),
         (trainer, "_register", "register: artifacts sha256 + database"),
-        (trainer, "_verify_untouched", "verify earlier artifacts"),
+        (trainer, "verify_untouched", "verify earlier artifacts"),
     ]
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:

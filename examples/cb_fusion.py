@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     from registry.composer import FuseConfig, fuse
     from registry.store import Registry
-    from registry.trainer import TrainConfig, full_finetune, train
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for benchmarks/
+    from benchmarks.full_finetune import full_finetune
+    from registry.trainer import TrainConfig, train
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

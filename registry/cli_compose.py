@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from .cli_options import config_from, config_options
+from .configs import FuseConfig
 
 if TYPE_CHECKING:
     from .composer import FuseOutcome
@@ -23,12 +26,7 @@ def _split_list(value: str | None) -> list[str]:
 @click.option("--data", "data", required=True, help="Data SPEC: file, folder or Hub dataset.")
 @click.option("--name", help="Fusion name (default: TASK-fusion).")
 @click.option("--static", is_flag=True, help="Static fusion (no value matrix) instead of dynamic.")
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-length", type=int, default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
+@config_options(FuseConfig, exclude=("dynamic",))
 @click.option("--allow-deprecated", is_flag=True, help="Accept deprecated member versions.")
 @click.option("--text-fields", help="One or two text columns, comma-separated (e.g. a,b).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -41,16 +39,11 @@ def fuse(
     data: str,
     name: str | None,
     static: bool,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    max_length: int,
-    seed: int,
-    class_weights: bool,
     allow_deprecated: bool,
     text_fields: str | None,
     as_json: bool,
     no_progress: bool,
+    **settings: Any,
 ) -> None:
     """Train only a new fusion layer (+ head) over frozen adapter versions and register it.
 
@@ -62,19 +55,10 @@ def fuse(
       adapter-registry fuse cb --adapters mnli,qqp --data data/cb --static --json
     """
     from .cli import _echo_json, _registry
-    from .composer import FuseConfig
     from .composer import fuse as run_fuse
 
+    config = config_from(FuseConfig, settings, dynamic=not static)
     registry = _registry(ctx)
-    config = FuseConfig(
-        dynamic=not static,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        max_length=max_length,
-        seed=seed,
-        class_weights=class_weights,
-    )
     fields = tuple(_split_list(text_fields)) or None
     outcome = run_fuse(
         registry,

@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
+from .cli_options import config_from, config_options, config_values
+from .configs import FuseConfig, TrainConfig
+
 DRIFT_EXIT = 3
+#: The fusion settings ``update`` takes apart from the adapter's (``--fuse-epochs`` ...).
+FUSE_OWN = ("epochs", "lr", "init_head")
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -125,10 +130,8 @@ def drift(
     "the current one is not changed).",
 )
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Adapter epochs.")
-@click.option("--fuse-epochs", type=int, default=5, show_default=True, help="Fusion epochs.")
-@click.option("--max-length", type=int, default=256, show_default=True, help="Token limit.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds everything.")
+@config_options(TrainConfig, help_prefix="New adapter: ")
+@config_options(FuseConfig, only=FUSE_OWN, prefix="fuse-", help_prefix="Fusion: ")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def update(
@@ -143,15 +146,14 @@ def update(
     no_replay: bool,
     warm_start: bool,
     force: bool,
-    epochs: int,
-    fuse_epochs: int,
-    max_length: int,
-    seed: int,
     as_json: bool,
+    **settings: Any,
 ) -> None:
     """Run one continual step: drift → new adapter → re-fuse → evaluate → gate → promote.
 
     Nothing registered is changed. Re-running after an interruption reuses finished steps.
+    The fusion shares the adapter's settings except its own --fuse-* ones; --seed also seeds
+    the drift tests and the replay sample.
 
     \b
     Example:
@@ -160,10 +162,11 @@ def update(
       adapter-registry update sentiment --data data/mds_kitchen --warm-start
     """
     from .cli import _echo_json, _registry, _table
-    from .composer import FuseConfig
     from .continual import update as run_update
-    from .trainer import TrainConfig
 
+    fuse_own = config_values(FuseConfig, settings, only=FUSE_OWN, prefix="fuse_")
+    train_config = config_from(TrainConfig, settings)
+    fuse_config = FuseConfig(**{**train_config.fit_settings(), **fuse_own})
     registry = _registry(ctx)
     result = run_update(
         registry,
@@ -171,15 +174,15 @@ def update(
         data,
         dry_run=dry_run,
         alpha=alpha,
-        seed=seed,
+        seed=train_config.seed,
         tolerance=tolerance,
         members=members,
         adapter_name=name,
         replay=not no_replay,
         warm_start=warm_start,
         force=force,
-        train_config=TrainConfig(epochs=epochs, max_length=max_length, seed=seed),
-        fuse_config=FuseConfig(epochs=fuse_epochs, max_length=max_length, seed=seed),
+        train_config=train_config,
+        fuse_config=fuse_config,
         progress=not as_json,
         log=None if as_json else click.echo,
     )

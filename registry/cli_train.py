@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+
+from .cli_options import config_from, config_options
+from .configs import TrainConfig
 
 
 def _fields(value: str | None) -> tuple[str, ...] | None:
@@ -30,42 +34,13 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
 )
 @click.option("--base", required=True, help="Base model: a local folder or a Hub model name.")
 @click.option("--name", help="Adapter name (default: the task name).")
-@click.option(
-    "--method",
-    type=click.Choice(["seq_bn", "double_seq_bn"]),
-    default="seq_bn",
-    show_default=True,
-    help="seq_bn = Pfeiffer, double_seq_bn = Houlsby.",
-)
-@click.option("--reduction-factor", type=float, default=16.0, show_default=True)
-@click.option("--leave-out", help="Comma-separated layer indices without an adapter (AdapterDrop).")
-@click.option(
-    "--cache-prefix",
-    is_flag=True,
-    help="After epoch 1, reuse the frozen layers below --leave-out 0..k-1 (run without dropout).",
-)
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-length", type=int, default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--patience",
-    type=int,
-    default=2,
-    show_default=True,
-    help="Stop after this many epochs without a better validation score.",
-)
-@click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
-@click.option("--max-train-examples", type=int, help="Use only the first N training rows.")
+@config_options(TrainConfig)
 @click.option("--init-from", help="REF of an adapter whose weights start this training.")
 @click.option(
     "--after-drift", type=int, help="Id of the drift report that triggered this training."
 )
 @click.option("--text-fields", help="Column(s) holding the text, e.g. premise,hypothesis.")
 @click.option("--label-field", default="label", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
-@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
@@ -75,26 +50,13 @@ def train(
     data: str,
     base: str,
     name: str | None,
-    method: str,
-    reduction_factor: float,
-    leave_out: str | None,
-    cache_prefix: bool,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    max_length: int,
-    seed: int,
-    patience: int,
-    class_weights: bool,
-    max_train_examples: int | None,
     init_from: str | None,
     after_drift: int | None,
     text_fields: str | None,
     label_field: str,
-    device: str,
-    threads: int | None,
     no_progress: bool,
     as_json: bool,
+    **settings: Any,
 ) -> None:
     """Train a NEW adapter version for TASK on a frozen base model and register it.
 
@@ -106,30 +68,9 @@ def train(
           --base ./minilm --name books --epochs 3
     """
     from .cli import _echo_json, _registry, _table
-    from .errors import InvalidInput
-    from .trainer import TrainConfig
     from .trainer import train as run_train
 
-    try:
-        leave = [int(x) for x in leave_out.split(",")] if leave_out else []
-    except ValueError as err:
-        raise InvalidInput(f"--leave-out takes layer numbers, got {leave_out!r}.") from err
-    config = TrainConfig(
-        method=method,
-        reduction_factor=reduction_factor,
-        leave_out=leave,
-        cache_prefix=cache_prefix,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        max_length=max_length,
-        seed=seed,
-        patience=patience,
-        class_weights=class_weights,
-        max_train_examples=max_train_examples,
-        device=device,
-        threads=threads,
-    )
+    config = config_from(TrainConfig, settings)
     registry = _registry(ctx, create=True)
     outcome = run_train(
         registry,

@@ -14,28 +14,19 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import entities as E
-from .data import DataBundle, Example, fingerprint, label_distribution, load_spec
+from .configs import FuseConfig
+from .data import DataBundle, Example, check_labels, load_spec, spec_label, training_rows
+from .data import TrainingRows as TrainingRows
 from .errors import AlreadyExists, IntegrityError, Interrupted, InvalidInput, NotFound
-from .store import EdgeIn, MetricIn, Registry, validate_name
-from .trainer import (
-    FitResult,
-    TrainConfig,
-    check_labels,
-    evaluate_batches,
-    fit,
-    library_versions,
-    pick_device,
-    prepare_task,
-    seed_everything,
-    split_validation,
-)
-from .trainer import _labelled_splits as labelled_splits
-from .trainer import _verify_untouched as verify_untouched
+from .fitting import FitData, FitResult, fit_and_evaluate
+from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
+from .runtime import pick_device, seed_everything, set_threads
+from .store import EdgeIn, Registry, validate_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,51 +40,6 @@ MANIFEST = "fusion_manifest.json"
 MANIFEST_FORMAT = 1
 #: Adapter methods a fusion can combine: bottleneck adapters, as registry.trainer registers them.
 BOTTLENECK_METHODS = ("seq_bn", "double_seq_bn")
-
-
-@dataclass
-class FuseConfig:
-    """Hyper-parameters of one fusion training run (recorded with the fusion)."""
-
-    dynamic: bool = True
-    epochs: int = 5
-    lr: float = 5e-4
-    batch_size: int = 32
-    max_length: int = 256
-    seed: int = 0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    patience: int = 2
-    class_weights: bool = False
-    head_layers: int = 2
-    device: str = "auto"
-    threads: int | None = None
-    max_train_examples: int | None = None
-    init_head: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the config as a JSON-able dict."""
-        return asdict(self)
-
-    def train_config(self) -> TrainConfig:
-        """Return the :class:`TrainConfig` that drives :func:`registry.trainer.fit`."""
-        return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            seed=self.seed,
-            warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm,
-            patience=self.patience,
-            class_weights=self.class_weights,
-            head_layers=self.head_layers,
-            device=self.device,
-            threads=self.threads,
-            max_train_examples=self.max_train_examples,
-        )
 
 
 @dataclass
@@ -116,13 +62,21 @@ class FusionPlan:
     members: list[E.AdapterVersion]
     base: E.BaseModel
     bundle: DataBundle
-    label_names: list[str]
-    kind: str
-    fields: list[str]
-    train_rows: list[Example]
-    val_rows: list[Example]
-    val_how: str
+    schema: TaskSchema
+    rows: TrainingRows
     source: str
+    config: FuseConfig
+
+    @property
+    def label_names(self) -> list[str]:
+        """Return the task's labels (the fusion head's outputs, in order)."""
+        return self.schema.label_names
+
+    def fit_data(self) -> FitData:
+        """Return the rows the fit loop trains on, picks the epoch with, and scores."""
+        return FitData(
+            self.rows.train, self.rows.validation, self.rows.eval_sets, self.schema.label_names
+        )
 
 
 def is_bottleneck(version: E.AdapterVersion) -> bool:
@@ -211,56 +165,38 @@ def plan_fusion(
     allow_deprecated: bool = False,
     text_fields: tuple[str, ...] | None = None,
     label_field: str = "label",
+    bundle: DataBundle | None = None,
 ) -> FusionPlan:
-    """Check a fusion request against the registry and the data without writing anything."""
+    """Check a fusion request against the registry and the data without writing anything.
+
+    ``bundle``: the data, already loaded from ``data`` by the caller (it is then not reloaded).
+    """
     cfg = config or FuseConfig()
     name = name or f"{task}-fusion"
     validate_name(task, "task name")
     validate_name(name, "fusion name")
-    if (
-        cfg.epochs < 1
-        or cfg.batch_size < 1
-        or cfg.lr <= 0
-        or cfg.max_length < 8
-        or cfg.head_layers < 1
-    ):
-        raise InvalidInput(
-            "epochs, batch size and head layers must be ≥ 1, lr > 0, max length ≥ 8.",
-            hint="e.g. --epochs 5 --batch-size 32 --lr 5e-4 --max-length 256",
-        )
     members = resolve_members(registry, adapters, allow_deprecated=allow_deprecated)
     base = registry.get_base_model(members[0].base_model_id)
     _check_name_free(registry, name, task)
-    bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
-    label_names, kind, fields = prepare_task(registry, task, bundle, base.name, base.revision)
-    check_labels(bundle, label_names)
-    if len(label_names) < 2:
+    if bundle is None:
+        bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
+    schema = check_task(registry, task, bundle, base.name, base.revision)
+    check_labels(bundle, schema.label_names)
+    if len(schema.label_names) < 2:
         raise InvalidInput(
-            f"Task {task!r} needs at least two labels; the data has {label_names}.",
+            f"Task {task!r} needs at least two labels; the data has {schema.label_names}.",
             hint="Check the label field of the data (--label-field).",
         )
-    train_rows, val_rows, val_how = split_validation(bundle, cfg.seed)
-    if cfg.max_train_examples is not None:
-        train_rows = train_rows[: cfg.max_train_examples]
-    if not train_rows or any(e.label is None for e in train_rows):
-        raise InvalidInput(
-            "The train split is empty or has unlabelled rows.",
-            hint="Give data with a labelled train split.",
-        )
-    source = str(data) if isinstance(data, str | Path) else type(data).__name__
     return FusionPlan(
         task=task,
         name=name,
         members=members,
         base=base,
         bundle=bundle,
-        label_names=label_names,
-        kind=kind,
-        fields=fields,
-        train_rows=train_rows,
-        val_rows=val_rows,
-        val_how=val_how,
-        source=source,
+        schema=schema,
+        rows=training_rows(bundle, cfg.seed, cfg.max_train_examples),
+        source=spec_label(data),
+        config=cfg,
     )
 
 
@@ -324,6 +260,7 @@ def fuse(
     label_field: str = "label",
     progress: bool = True,
     lineage: Sequence[EdgeIn] = (),
+    bundle: DataBundle | None = None,
 ) -> FuseOutcome:
     """Train a fusion over adapter versions ``adapters`` for ``task`` on ``data``; register it.
 
@@ -337,86 +274,30 @@ def fuse(
         config: hyper-parameters.
         allow_deprecated: accept deprecated members.
         lineage: extra edges into the fusion; ``fused_from`` edges are added for every member.
+        bundle: ``data`` already loaded by the caller.
 
     Raises:
         InvalidInput, NotFound, AlreadyExists: the request was refused before any model loaded.
         IntegrityError: a member or earlier artifact changed (should never happen).
         Interrupted: Ctrl-C; nothing is registered.
     """
-    cfg = config or FuseConfig()
     plan = plan_fusion(
         registry,
         task,
         adapters,
         data,
         name=name,
-        config=cfg,
+        config=config,
         allow_deprecated=allow_deprecated,
         text_fields=text_fields,
         label_field=label_field,
+        bundle=bundle,
     )
     earlier = registry.referenced_artifacts()
-
-    import torch
-
-    from .trainer import class_weight_tensor
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    tcfg = cfg.train_config()
+    set_threads(plan.config.threads)
+    device = pick_device(plan.config.device)
     try:
-        backbone, names, fusion_config = prepare_backbone(
-            registry, plan.members, plan.label_names, cfg, device
-        )
-        seed_everything(cfg.seed)
-        train_batches = _batches(backbone, plan.train_rows, plan.label_names, cfg, shuffle=True)
-        val_batches = (
-            _batches(backbone, plan.val_rows, plan.label_names, cfg, shuffle=False)
-            if plan.val_rows
-            else []
-        )
-        weights = (
-            class_weight_tensor(plan.train_rows, plan.label_names) if cfg.class_weights else None
-        )
-        result = fit(
-            backbone,
-            train_batches,
-            val_batches,
-            plan.label_names,
-            tcfg,
-            class_weights=weights,
-            extra_loss=backbone.fusion_regularization_loss if cfg.dynamic else None,
-            progress=progress,
-            desc=f"fuse {plan.name}",
-        )
-        eval_sets = labelled_splits(plan.bundle, plan.train_rows, plan.val_rows, plan.val_how)
-        metrics = {
-            split: evaluate_batches(
-                backbone,
-                _batches(backbone, rows, plan.label_names, cfg, shuffle=False, batch_size=64),
-                plan.label_names,
-            )
-            for split, rows in eval_sets.items()
-        }
-        trainable = backbone.count_parameters()
-        with tempfile.TemporaryDirectory(prefix="adapter-registry-") as tmp:
-            art = Path(tmp) / "fusion"
-            backbone.save_fusion(names, art, FUSION_HEAD)
-            write_manifest(art, plan, names, fusion_config, cfg)
-            fusion = _register(
-                registry,
-                plan=plan,
-                cfg=cfg,
-                fusion_config=fusion_config,
-                art=art,
-                trainable=trainable,
-                result=result,
-                metrics=metrics,
-                eval_sets=eval_sets,
-                device=device,
-                lineage=lineage,
-            )
+        fusion, metrics, result = _fuse_and_register(registry, plan, device, progress, lineage)
     except KeyboardInterrupt as err:
         raise Interrupted(
             "Fusion training was interrupted: nothing was registered.",
@@ -428,26 +309,35 @@ def fuse(
     return FuseOutcome(fusion, metrics, result, len(plan.members), verified)
 
 
-def _batches(
-    backbone: Backbone,
-    rows: list[Example],
-    label_names: list[str],
-    cfg: FuseConfig,
-    *,
-    shuffle: bool,
-    batch_size: int | None = None,
-) -> list[dict[str, Any]]:
-    from .data import make_batches
-
-    return make_batches(
-        backbone.tokenizer,
-        rows,
-        label_names,
-        batch_size=batch_size or cfg.batch_size,
-        max_length=cfg.max_length,
-        shuffle=shuffle,
-        seed=cfg.seed if shuffle else 0,
-    )[0]
+def _fuse_and_register(
+    registry: Registry,
+    plan: FusionPlan,
+    device: str,
+    progress: bool,
+    lineage: Sequence[EdgeIn],
+) -> tuple[E.Fusion, dict[str, dict[str, float]], FitResult]:
+    cfg = plan.config
+    backbone, names, fusion_config = prepare_backbone(
+        registry, plan.members, plan.label_names, cfg, device
+    )
+    seed_everything(cfg.seed)
+    result, metrics = fit_and_evaluate(
+        backbone,
+        plan.fit_data(),
+        cfg.train_config(),
+        extra_loss=backbone.fusion_regularization_loss if cfg.dynamic else None,
+        progress=progress,
+        desc=f"fuse {plan.name}",
+    )
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-") as tmp:
+        art = Path(tmp) / "fusion"
+        backbone.save_fusion(names, art, FUSION_HEAD)
+        write_manifest(art, plan, names, fusion_config, cfg)
+        fusion = _register(
+            registry, plan, fusion_config, art, backbone.count_parameters(), result, metrics,
+            device, lineage,
+        )  # fmt: skip
+    return fusion, metrics, result
 
 
 def write_manifest(
@@ -505,61 +395,42 @@ def _portable(name: str) -> str:
 
 def _register(
     registry: Registry,
-    *,
     plan: FusionPlan,
-    cfg: FuseConfig,
     fusion_config: dict[str, Any],
     art: Path,
     trainable: int,
     result: FitResult,
     metrics: dict[str, dict[str, float]],
-    eval_sets: dict[str, list[Example]],
     device: str,
     lineage: Sequence[EdgeIn],
 ) -> E.Fusion:
-    fields = plan.fields
-    task_row = registry.ensure_task(plan.task, plan.kind, plan.label_names, fields, plan.base.id)
-    metric_rows: list[MetricIn] = []
-    for split, rows in eval_sets.items():
-        ds = registry.record_dataset(
-            task_row.id, plan.source, split, len(rows), fingerprint(rows), label_distribution(rows)
-        )
-        for metric, value in metrics[split].items():
-            metric_rows.append(MetricIn(metric, value, split, ds.id))
-    for log in result.history:
-        metric_rows.append(MetricIn("train_loss", log.train_loss, "train", None, log.epoch))
-        if log.val_accuracy is not None:
-            metric_rows.append(
-                MetricIn("accuracy", log.val_accuracy, "validation", None, log.epoch)
-            )
-    run = {
-        "hyperparams": {
-            **cfg.to_dict(),
-            "validation": plan.val_how,
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "train_examples": len(plan.train_rows),
-            "steps": result.steps,
-            "label_names": plan.label_names,
-            "members": [m.ref for m in plan.members],
-        },
-        "seed": cfg.seed,
-        "library_versions": library_versions(),
-        "wall_time_s": result.wall_time_s,
-        "tokens_per_s": result.tokens_per_s,
-        "device": device,
-    }
+    cfg = plan.config
+    schema = plan.schema
+    task_row = registry.ensure_task(
+        plan.task, schema.kind, schema.label_names, schema.fields, plan.base.id
+    )
+    run = training_run(
+        cfg.to_dict(),
+        cfg.seed,
+        plan.rows,
+        schema.label_names,
+        result,
+        device,
+        members=[m.ref for m in plan.members],
+    )
     return registry.register_fusion(
         name=plan.name,
         task=plan.task,
         base_model_id=plan.base.id,
         member_ids=[m.id for m in plan.members],
         config={"dynamic": cfg.dynamic, **fusion_config},
-        head={"labels": plan.label_names, "layers": cfg.head_layers},
+        head={"labels": schema.label_names, "layers": cfg.head_layers},
         artifact_dir=art,
         trainable_params=trainable,
         training_run=run,
-        metrics=metric_rows,
+        metrics=evaluation_metrics(
+            registry, task_row, plan.source, plan.rows.eval_sets, metrics, result
+        ),
         lineage=list(lineage),
     )
 

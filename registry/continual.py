@@ -33,9 +33,9 @@ from .errors import InvalidInput, NotFound, RegistryError
 from .store import MetricIn, Registry
 
 if TYPE_CHECKING:
+    from .configs import TrainConfig
     from .drift import DriftResult
     from .evaluate import AccuracyMatrix
-    from .trainer import TrainConfig
 
 PRODUCTION = "production"
 MATRIX_METRIC = "accuracy"
@@ -199,7 +199,7 @@ def check_drift(
     from .drift import detect_drift
     from .loader import load_backbone_for
     from .profiles import build_profile, load_profile
-    from .trainer import pick_device
+    from .runtime import pick_device
 
     if not 0.0 < alpha < 1.0:
         raise InvalidInput(f"alpha must be in (0, 1), got {alpha}.", hint="e.g. --alpha 0.05")
@@ -267,9 +267,8 @@ def domain_name(source: str) -> str:
 
 def _validation_rows(ds: E.Dataset, seeds: list[int]) -> tuple[list[Example] | None, str]:
     """Reload a validation snapshot from its source; None (with why) if it cannot be matched."""
-    from .data import load_spec
+    from .data import load_spec, split_validation
     from .errors import RegistryError
-    from .trainer import split_validation
 
     try:
         bundle = load_spec(ds.source)
@@ -312,8 +311,8 @@ def evaluate_entity(
 ) -> dict[int, float]:
     """Return the accuracy of ``entity`` on each column (dataset id → accuracy)."""
     from .data import make_batches
+    from .fitting import evaluate_batches
     from .loader import load_entity
-    from .trainer import evaluate_batches
 
     usable = [c for c in columns if c.examples]
     if not usable:
@@ -658,8 +657,9 @@ def update(
         NotFound: the task has no adapter yet (train one first).
         InvalidInput: the data does not fit the task.
     """
-    from .data import load_spec
-    from .trainer import TrainConfig, check_labels, pick_device, split_validation
+    from .configs import TrainConfig
+    from .data import check_labels, load_spec, split_validation
+    from .runtime import pick_device
 
     say = log or (lambda _msg: None)
     if tolerance < 0:
@@ -788,7 +788,8 @@ def update(
             reused.append(f"fusion {fusion.ref}")
             say(f"fuse: reusing {fusion.ref}")
         else:
-            from .composer import FuseConfig, fuse
+            from .composer import fuse
+            from .configs import FuseConfig
 
             fcfg = fuse_config or FuseConfig(seed=seed)
             refs = [registry.get_adapter_version(i).ref for i in member_ids]

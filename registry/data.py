@@ -600,3 +600,85 @@ def write_jsonl(examples: list[Example], path: Path) -> Path:
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     path.write_text("".join(lines), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------- training rows
+TRAIN_SPLIT = "train"
+VALIDATION_SPLIT = "validation"
+
+
+def split_validation(bundle: DataBundle, seed: int) -> tuple[list[Example], list[Example], str]:
+    """Return (train, validation, how): the bundle's validation split, or 10% held out."""
+    train = bundle.split(TRAIN_SPLIT)
+    if VALIDATION_SPLIT in bundle.splits and bundle.splits[VALIDATION_SPLIT]:
+        return train, bundle.splits[VALIDATION_SPLIT], VALIDATION_SPLIT
+    if len(train) < 10:
+        return train, [], "none"
+    idx = list(range(len(train)))
+    random.Random(seed).shuffle(idx)
+    cut = max(1, len(train) // 10)
+    held = set(idx[:cut])
+    return (
+        [e for i, e in enumerate(train) if i not in held],
+        [e for i, e in enumerate(train) if i in held],
+        "held-out 10% of train",
+    )
+
+
+def check_labels(bundle: DataBundle, label_names: list[str]) -> None:
+    """Refuse any labelled row whose label is outside the task's label set."""
+    allowed = set(label_names)
+    for split, rows in bundle.splits.items():
+        for i, ex in enumerate(rows):
+            if ex.label is not None and ex.label not in allowed:
+                raise InvalidInput(
+                    f"Row {i + 1} of split {split!r} has label {ex.label!r}, which is not one of "
+                    f"the task's labels {label_names}.",
+                    hint="Fix the data, or register it under a new task name.",
+                )
+
+
+def labelled_splits(
+    bundle: DataBundle, train_rows: list[Example], val_rows: list[Example]
+) -> dict[str, list[Example]]:
+    """Return the splits a trained model is scored on: train, validation, then every other
+    split whose rows are all labelled."""
+    out: dict[str, list[Example]] = {TRAIN_SPLIT: train_rows}
+    if val_rows:
+        out[VALIDATION_SPLIT] = val_rows
+    for split, rows in bundle.splits.items():
+        if split in out or split == TRAIN_SPLIT:
+            continue
+        labelled = [e for e in rows if e.label is not None]
+        if labelled and len(labelled) == len(rows):
+            out[split] = rows
+    return out
+
+
+@dataclass
+class TrainingRows:
+    """The rows one training run uses, cut from a data bundle."""
+
+    train: list[Example]
+    validation: list[Example]
+    validation_how: str
+    eval_sets: dict[str, list[Example]]
+
+
+def training_rows(
+    bundle: DataBundle, seed: int, max_train_examples: int | None = None
+) -> TrainingRows:
+    """Cut train and validation rows (see :func:`split_validation`) and the splits to score.
+
+    Raises:
+        InvalidInput: the train split is empty or has unlabelled rows.
+    """
+    train, val, how = split_validation(bundle, seed)
+    if max_train_examples is not None:
+        train = train[:max_train_examples]
+    if not train or any(e.label is None for e in train):
+        raise InvalidInput(
+            "The train split is empty or has unlabelled rows.",
+            hint="Give data with a labelled train split.",
+        )
+    return TrainingRows(train, val, how, labelled_splits(bundle, train, val))

@@ -102,6 +102,32 @@ class EdgeIn:
     relation: str
 
 
+@dataclass(frozen=True)
+class TrainingRunIn:
+    """How a new version was trained: recorded with it as its training run."""
+
+    hyperparams: dict[str, Any]
+    seed: int | None
+    library_versions: dict[str, str]
+    wall_time_s: float | None
+    tokens_per_s: float | None
+    device: str | None
+
+    @classmethod
+    def coerce(cls, run: TrainingRunIn | dict[str, Any]) -> TrainingRunIn:
+        """Return ``run`` as a :class:`TrainingRunIn` (dicts come from staged Hub downloads)."""
+        if isinstance(run, TrainingRunIn):
+            return run
+        return cls(
+            hyperparams=dict(run.get("hyperparams", {})),
+            seed=run.get("seed"),
+            library_versions=dict(run.get("library_versions", {})),
+            wall_time_s=run.get("wall_time_s"),
+            tokens_per_s=run.get("tokens_per_s"),
+            device=run.get("device"),
+        )
+
+
 def _is_version_race(err: BaseException) -> bool:
     # Lost a race for the next version number, or (PostgreSQL, read committed) for creating the
     # name's ``adapters`` row: the retry re-reads both. SQLite serialises writers instead.
@@ -431,7 +457,7 @@ class Registry:
         config: dict[str, Any],
         artifact_dir: Path,
         trainable_params: int,
-        training_run: dict[str, Any] | None = None,
+        training_run: TrainingRunIn | dict[str, Any] | None = None,
         metrics: Iterable[MetricIn] = (),
         lineage: Iterable[EdgeIn] = (),
         profile_dir: Path | None = None,
@@ -518,7 +544,7 @@ class Registry:
         head: dict[str, Any],
         artifact_dir: Path,
         trainable_params: int,
-        training_run: dict[str, Any] | None = None,
+        training_run: TrainingRunIn | dict[str, Any] | None = None,
         metrics: Iterable[MetricIn] = (),
         lineage: Iterable[EdgeIn] = (),
     ) -> E.Fusion:
@@ -1142,17 +1168,18 @@ def _add_edge(
         )
 
 
-def _add_run(s: Session, kind: str, run: dict[str, Any] | None) -> int | None:
+def _add_run(s: Session, kind: str, run: TrainingRunIn | dict[str, Any] | None) -> int | None:
     if run is None:
         return None
+    given = TrainingRunIn.coerce(run)
     row = SqlTrainingRun(
         kind=kind,
-        hyperparams=dict(run.get("hyperparams", {})),
-        seed=run.get("seed"),
-        library_versions=dict(run.get("library_versions", {})),
-        wall_time_s=run.get("wall_time_s"),
-        tokens_per_s=run.get("tokens_per_s"),
-        device=run.get("device"),
+        hyperparams=dict(given.hyperparams),
+        seed=given.seed,
+        library_versions=dict(given.library_versions),
+        wall_time_s=given.wall_time_s,
+        tokens_per_s=given.tokens_per_s,
+        device=given.device,
     )
     s.add(row)
     s.flush()

@@ -127,7 +127,7 @@ class ModelPool:
         """Pick the device and threads, then load every task's alias (when preloading)."""
         import torch
 
-        from ..trainer import pick_device
+        from ..runtime import pick_device
 
         if self.config.threads:
             torch.set_num_threads(self.config.threads)

@@ -1,0 +1,153 @@
+"""Click options generated from the fields of a config dataclass (:mod:`registry.configs`).
+
+``train``, ``fuse`` and ``update`` take their hyper-parameters through these, so a field added
+to :class:`~registry.configs.FitConfig` appears on every command with one name, one default and
+one help text, and is validated in one place (the config's ``__post_init__``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Collection, MutableMapping
+from typing import Any, TypeVar
+
+import click
+
+from .errors import InvalidInput
+
+C = TypeVar("C")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _option_name(field: str, prefix: str) -> str:
+    return "--" + (prefix + field).replace("_", "-")
+
+
+def _dest(field: str, prefix: str) -> str:
+    return (prefix + field).replace("-", "_")
+
+
+def _base_type(hint: Any) -> Any:
+    """Return ``int`` for ``int | None`` and the like; the hint itself otherwise."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+def _fields(
+    cls: type, only: Collection[str] | None, exclude: Collection[str]
+) -> list[tuple[dataclasses.Field[Any], Any]]:
+    hints = typing.get_type_hints(cls)
+    picked = [
+        (f, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.name not in exclude and (only is None or f.name in only)
+    ]
+    if only is not None:
+        missing = set(only) - {f.name for f, _ in picked}
+        if missing:
+            raise TypeError(f"{cls.__name__} has no field(s) {sorted(missing)}")
+    return picked
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def config_options(
+    cls: type,
+    *,
+    only: Collection[str] | None = None,
+    exclude: Collection[str] = (),
+    prefix: str = "",
+    help_prefix: str = "",
+) -> Callable[[F], F]:
+    """Return a decorator adding one click option per field of the dataclass ``cls``.
+
+    ``prefix`` goes before every option name and destination (``fuse-`` → ``--fuse-epochs``,
+    ``fuse_epochs``). Booleans that default to False become flags, those that default to True
+    ``--x/--no-x`` switches; fields with ``metadata["csv"]`` take a comma-separated list.
+    """
+    options: list[click.Option] = []
+    for field, hint in _fields(cls, only, exclude):
+        default = _default(field)
+        help_text = help_prefix + str(field.metadata.get("help", ""))
+        name = _option_name(field.name, prefix)
+        dest = _dest(field.name, prefix)
+        kind = _base_type(hint)
+        if kind is bool:
+            decls = [f"{name}/--no-{name[2:]}" if default else name, dest]
+            options.append(
+                click.Option(decls, is_flag=True, default=default, help=help_text,
+                             show_default=bool(default))
+            )  # fmt: skip
+            continue
+        if field.metadata.get("csv"):
+            options.append(click.Option([name, dest], type=str, default=None, help=help_text))
+            continue
+        choices = field.metadata.get("choices")
+        ptype: Any = click.Choice(list(choices)) if choices else kind
+        options.append(
+            click.Option(
+                [name, dest],
+                type=ptype,
+                default=default,
+                show_default=default is not None,
+                help=help_text,
+            )
+        )
+
+    def decorate(command: F) -> F:
+        params = getattr(command, "__click_params__", [])
+        # click lists options in the reverse order of their decorators: keep the field order.
+        params.extend(reversed(options))
+        command.__click_params__ = params  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def config_values(
+    cls: type,
+    values: MutableMapping[str, Any],
+    *,
+    only: Collection[str] | None = None,
+    exclude: Collection[str] = (),
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Pop the options :func:`config_options` made for ``cls`` out of ``values``; return them
+    as field values (comma-separated lists parsed)."""
+    out: dict[str, Any] = {}
+    for field, _ in _fields(cls, only, exclude):
+        dest = _dest(field.name, prefix)
+        if dest not in values:
+            continue
+        value = values.pop(dest)
+        if field.metadata.get("csv"):
+            value = _int_list(value, _option_name(field.name, prefix))
+        out[field.name] = value
+    return out
+
+
+def config_from(cls: Callable[..., C], values: MutableMapping[str, Any], **fixed: Any) -> C:
+    """Build ``cls`` from the options made for it (popped from ``values``) and ``fixed``."""
+    assert isinstance(cls, type)
+    return cls(**{**config_values(cls, values, exclude=tuple(fixed)), **fixed})
+
+
+def _int_list(value: str | None, option: str) -> list[int]:
+    if not value:
+        return []
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError as err:
+        raise InvalidInput(
+            f"{option} takes layer numbers, got {value!r}.", hint=f"e.g. {option} 0,1"
+        ) from err

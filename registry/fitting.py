@@ -1,0 +1,315 @@
+"""The fit loop shared by adapter and fusion training, and the scoring of what it trained.
+
+:func:`fit` trains whatever parameters of a :class:`~registry.backbone.Backbone` require a
+gradient (an adapter + head, or a fusion layer + head) and restores the best validation epoch;
+:func:`fit_and_evaluate` adds the batching before and the per-split scores after, so trainer and
+composer run one training path.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .configs import FitConfig
+from .data import Example, label_distribution, make_batches
+from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .backbone import Backbone
+    from .prefix_cache import PrefixCache
+
+#: Batch size when scoring the finished model on each split.
+EVAL_BATCH_SIZE = 64
+
+
+@dataclass
+class EpochLog:
+    """Loss and validation scores after one epoch."""
+
+    epoch: int
+    train_loss: float
+    val_accuracy: float | None
+    val_macro_f1: float | None
+    train_time_s: float = 0.0
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` measured."""
+
+    best_epoch: int
+    history: list[EpochLog]
+    wall_time_s: float
+    train_time_s: float
+    real_tokens: int
+    steps: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Return real (unpadded) training tokens per second of training time."""
+        return self.real_tokens / self.train_time_s if self.train_time_s > 0 else 0.0
+
+
+@dataclass
+class FitData:
+    """The rows of one training run: fitted, choosing the epoch, and scored afterwards."""
+
+    train_rows: list[Example]
+    val_rows: list[Example]
+    eval_sets: dict[str, list[Example]]
+    label_names: list[str]
+
+
+def class_weight_tensor(examples: Sequence[Example], label_names: list[str]) -> Tensor:
+    """Return inverse-frequency class weights ``n / (K * n_c)`` (1.0 for absent classes)."""
+    import torch
+
+    counts = label_distribution(list(examples))
+    n = sum(counts.values())
+    k = len(label_names)
+    weights = [n / (k * counts[lab]) if counts.get(lab) else 1.0 for lab in label_names]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def evaluate_batches(
+    backbone: Backbone, batches: list[dict[str, Tensor]], label_names: list[str]
+) -> dict[str, float]:
+    """Return accuracy, macro-F1 and per-class F1 of the active setup on labelled batches."""
+    from .evaluate import classification_metrics
+
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    for batch in batches:
+        logits = backbone.logits(batch)
+        y_pred.extend(int(i) for i in logits.argmax(dim=-1).tolist())
+        y_true.extend(int(i) for i in batch["labels"].tolist())
+    if not y_true:
+        raise InvalidInput(
+            "Nothing to evaluate: the split has no labelled rows.",
+            hint="Give data whose split has a label in every row.",
+        )
+    return classification_metrics(y_true, y_pred, label_names)
+
+
+def batches_for(
+    backbone: Backbone,
+    rows: list[Example],
+    label_names: list[str],
+    config: FitConfig,
+    *,
+    shuffle: bool,
+    batch_size: int | None = None,
+) -> list[dict[str, Tensor]]:
+    """Return the rows as tensor batches for ``backbone`` (shuffled with the config's seed)."""
+    return make_batches(
+        backbone.tokenizer,
+        rows,
+        label_names,
+        batch_size=batch_size or config.batch_size,
+        max_length=config.max_length,
+        shuffle=shuffle,
+        seed=config.seed if shuffle else 0,
+    )[0]
+
+
+def evaluate_splits(
+    backbone: Backbone, data: FitData, config: FitConfig
+) -> dict[str, dict[str, float]]:
+    """Return the trained model's metrics on each of ``data.eval_sets``."""
+    return {
+        split: evaluate_batches(
+            backbone,
+            batches_for(
+                backbone,
+                rows,
+                data.label_names,
+                config,
+                shuffle=False,
+                batch_size=EVAL_BATCH_SIZE,
+            ),
+            data.label_names,
+        )
+        for split, rows in data.eval_sets.items()
+    }
+
+
+def fit_and_evaluate(
+    backbone: Backbone,
+    data: FitData,
+    config: FitConfig,
+    *,
+    extra_loss: Callable[[], Tensor | None] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    prefix_cache: PrefixCache | None = None,
+) -> tuple[FitResult, dict[str, dict[str, float]]]:
+    """Batch the rows, :func:`fit`, then score every evaluation split; return both.
+
+    The caller seeds first (:func:`registry.runtime.seed_everything`): batching and the fit
+    loop draw from the seeded generators in this order.
+    """
+    train_batches = batches_for(backbone, data.train_rows, data.label_names, config, shuffle=True)
+    val_batches = (
+        batches_for(backbone, data.val_rows, data.label_names, config, shuffle=False)
+        if data.val_rows
+        else []
+    )
+    weights = (
+        class_weight_tensor(data.train_rows, data.label_names) if config.class_weights else None
+    )
+    result = fit(
+        backbone,
+        train_batches,
+        val_batches,
+        data.label_names,
+        config,
+        class_weights=weights,
+        extra_loss=extra_loss,
+        progress=progress,
+        desc=desc,
+        prefix_cache=prefix_cache,
+    )
+    del prefix_cache, train_batches  # free cached hidden states before evaluation
+    return result, evaluate_splits(backbone, data, config)
+
+
+class _BestEpoch:
+    """Early stopping and the trainable tensors of the best validation epoch so far."""
+
+    def __init__(self, backbone: Backbone, patience: int) -> None:
+        self.backbone = backbone
+        self.patience = patience
+        self.key: tuple[float, float] = (-math.inf, -math.inf)
+        self.epoch = 0
+        self.stale = 0
+        self.state: dict[str, Any] | None = None
+
+    def offer(self, epoch: int, val: dict[str, float] | None) -> bool:
+        """Record an epoch's validation score; return True when training should stop."""
+        key = (val["accuracy"], val["macro_f1"]) if val else (float(epoch), 0.0)
+        if key > self.key:
+            self.key, self.epoch, self.stale = key, epoch, 0
+            self.state = {n: p.detach().clone() for n, p in self.backbone.trainable_parameters()}
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+    def restore(self) -> None:
+        """Copy the best epoch's tensors back into the model."""
+        import torch
+
+        if self.state is None:
+            return
+        with torch.no_grad():
+            for name, param in self.backbone.trainable_parameters():
+                param.copy_(self.state[name])
+
+
+def fit(
+    backbone: Backbone,
+    train_batches: list[dict[str, Tensor]],
+    val_batches: list[dict[str, Tensor]],
+    label_names: list[str],
+    config: FitConfig,
+    *,
+    class_weights: Tensor | None = None,
+    extra_loss: Callable[[], Tensor | None] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    prefix_cache: PrefixCache | None = None,
+) -> FitResult:
+    """Train the backbone's trainable parameters; keep the best validation epoch.
+
+    AdamW with a linear schedule and warm-up, gradient clipping, early stopping after
+    ``config.patience`` epochs without a better validation score. At the end the best
+    epoch's trainable tensors are restored (the registry keeps the best, not the last).
+    With ``prefix_cache``, training steps go through it (frozen prefix without dropout, and
+    after the first sight of a batch only the layers above the prefix run).
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for _, p in backbone.trainable_parameters()]
+    if not params:
+        raise InvalidInput(
+            "Nothing to train: no parameter requires a gradient.",
+            hint="Add an adapter or a fusion to the model before training it.",
+        )
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = max(1, config.epochs * len(train_batches))
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), total_steps
+    )
+    weights = class_weights.to(backbone.device) if class_weights is not None else None
+    rng = random.Random(config.seed)
+    history: list[EpochLog] = []
+    best = _BestEpoch(backbone, config.patience)
+    real_tokens = 0
+    steps = 0
+    train_time = 0.0
+    start = time.perf_counter()
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step", leave=False)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            backbone.model.train()
+            order = list(range(len(train_batches)))
+            rng.shuffle(order)
+            losses = []
+            t0 = time.perf_counter()
+            for i in order:
+                batch = train_batches[i]
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                if prefix_cache is not None:
+                    logits = prefix_cache.logits(inputs)
+                else:
+                    _, logits = backbone.forward(inputs)
+                loss = F.cross_entropy(logits, batch["labels"].to(backbone.device), weight=weights)
+                if extra_loss is not None:
+                    reg = extra_loss()
+                    if reg is not None:
+                        loss = loss + reg
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                real_tokens += int(batch["attention_mask"].sum())
+                steps += 1
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
+            val = evaluate_batches(backbone, val_batches, label_names) if val_batches else None
+            history.append(
+                EpochLog(
+                    epoch=epoch,
+                    train_loss=sum(losses) / max(1, len(losses)),
+                    val_accuracy=val["accuracy"] if val else None,
+                    val_macro_f1=val["macro_f1"] if val else None,
+                    train_time_s=epoch_time,
+                )
+            )
+            if best.offer(epoch, val):
+                break
+    finally:
+        bar.close()
+    best.restore()
+    backbone.model.eval()
+    return FitResult(
+        best_epoch=best.epoch,
+        history=history,
+        wall_time_s=time.perf_counter() - start,
+        train_time_s=train_time,
+        real_tokens=real_tokens,
+        steps=steps,
+    )
