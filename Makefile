@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check registry tests examples benchmarks migrations
-	$(VENV)/bin/ruff format --check registry tests examples benchmarks migrations
+	$(VENV)/bin/ruff check registry tests examples benchmarks migrations tools
+	$(VENV)/bin/ruff format --check registry tests examples benchmarks migrations tools
 	$(VENV)/bin/mypy registry
 
 # Chromium and its driver from Debian's packages, for the browser tests of the serve UI. A no-op when
