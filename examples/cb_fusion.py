@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     from registry.composer import FuseConfig, fuse
     from registry.store import Registry
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for benchmarks/
     from benchmarks.full_finetune import full_finetune
     from registry.trainer import TrainConfig, train
