@@ -162,16 +162,12 @@ def update(
       adapter-registry update sentiment --data data/mds_kitchen --warm-start
     """
     from .cli import _echo_json, _registry, _table
+    from .continual import UpdateOptions
     from .continual import update as run_update
 
     fuse_own = config_values(FuseConfig, settings, only=FUSE_OWN, prefix="fuse_")
     train_config = config_from(TrainConfig, settings)
-    fuse_config = FuseConfig(**{**train_config.fit_settings(), **fuse_own})
-    registry = _registry(ctx)
-    result = run_update(
-        registry,
-        task,
-        data,
+    options = UpdateOptions(
         dry_run=dry_run,
         alpha=alpha,
         seed=train_config.seed,
@@ -182,10 +178,11 @@ def update(
         warm_start=warm_start,
         force=force,
         train_config=train_config,
-        fuse_config=fuse_config,
+        fuse_config=FuseConfig(**{**train_config.fit_settings(), **fuse_own}),
         progress=not as_json,
-        log=None if as_json else click.echo,
     )
+    registry = _registry(ctx)
+    result = run_update(registry, task, data, options, log=None if as_json else click.echo)
     if as_json:
         _echo_json(result.to_dict())
         return

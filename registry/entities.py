@@ -197,6 +197,20 @@ class DriftReport(_Record):
 
 
 @dataclass(frozen=True)
+class Promotion(_Record):
+    """One step of a task's production history (``update`` promoted this model)."""
+
+    id: int
+    task_id: int
+    entity_kind: str
+    entity_id: int
+    step: int
+    dataset_id: int | None
+    alias: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Alias(_Record):
     """``task:alias`` → target."""
 

@@ -88,6 +88,9 @@ class SqlDataset(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     label_distribution: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: The artifact holding the rows when the registry made them (a replay mix), so verify and
+    #: gc see it; None for data that lives elsewhere.
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class SqlTrainingRun(Base):
@@ -221,6 +224,23 @@ class SqlDriftReport(Base):
     alpha: Mapped[float] = mapped_column(Float)
     tests: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     drift: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SqlPromotion(Base):
+    """One step of a task's production history: which model ``update`` promoted, and when."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (UniqueConstraint("entity_kind", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    entity_kind: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    #: The validation snapshot of the data learned at this step.
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
+    alias: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

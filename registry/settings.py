@@ -17,8 +17,8 @@ DEBUG_ENV = "ADAPTER_REGISTRY_DEBUG"
 
 #: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it against
 #: the scripts; it lives here so that neither the store nor the fast reader imports Alembic.
-SCHEMA_HEAD = "0002"
-KNOWN_REVISIONS = ("0001", "0002")
+SCHEMA_HEAD = "0003"
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from .orm import (
     SqlHubLink,
     SqlLineage,
     SqlMetric,
+    SqlPromotion,
     SqlTask,
     SqlTrainingRun,
     utcnow,
@@ -398,8 +399,13 @@ class Registry:
         row_count: int,
         fingerprint: str,
         label_distribution: dict[str, int],
+        artifact_sha256: str | None = None,
     ) -> E.Dataset:
-        """Record a data snapshot (deduplicated by task, split and fingerprint)."""
+        """Record a data snapshot (deduplicated by task, split and fingerprint).
+
+        ``artifact_sha256``: the artifact holding the rows, when the registry wrote them (a
+        replay mix); ``verify`` then checks it and ``gc`` keeps it.
+        """
 
         def fn(s: Session) -> E.Dataset:
             row = s.scalar(
@@ -417,9 +423,12 @@ class Registry:
                     row_count=row_count,
                     fingerprint=fingerprint,
                     label_distribution=dict(label_distribution),
+                    artifact_sha256=artifact_sha256,
                 )
                 s.add(row)
                 s.flush()
+            elif artifact_sha256 is not None and row.artifact_sha256 is None:
+                row.artifact_sha256 = artifact_sha256
             return _dataset(row)
 
         return self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
@@ -805,6 +814,47 @@ class Registry:
 
         return self._read(fn)
 
+    # ------------------------------------------------------------------ promotions
+    def record_promotion(
+        self, entity: E.Entity, step: int, dataset_id: int | None, alias: str
+    ) -> E.Promotion:
+        """Record that ``update`` promoted ``entity`` at ``step`` (once per entity)."""
+
+        def fn(s: Session) -> int:
+            row = s.scalar(
+                select(SqlPromotion).where(
+                    SqlPromotion.entity_kind == entity.kind, SqlPromotion.entity_id == entity.id
+                )
+            )
+            if row is None:
+                row = SqlPromotion(
+                    task_id=entity.task_id,
+                    entity_kind=entity.kind,
+                    entity_id=entity.id,
+                    step=step,
+                    dataset_id=dataset_id,
+                    alias=alias,
+                )
+                s.add(row)
+                s.flush()
+            return row.id
+
+        promo_id = self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+        return next(p for p in self.promotions(entity.task_id) if p.id == promo_id)
+
+    def promotions(self, task_id: int) -> list[E.Promotion]:
+        """Return a task's promotions in step order."""
+
+        def fn(s: Session) -> list[E.Promotion]:
+            q = (
+                select(SqlPromotion)
+                .where(SqlPromotion.task_id == task_id)
+                .order_by(SqlPromotion.step, SqlPromotion.created_at, SqlPromotion.id)
+            )
+            return [_promotion(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
     # ------------------------------------------------------------------ metrics
     def log_metrics(self, entity: E.Entity, metrics: Iterable[MetricIn]) -> None:
         """Record metrics of an adapter version or fusion."""
@@ -1066,6 +1116,13 @@ class Registry:
                 select(SqlFusion.name, SqlFusion.version, SqlFusion.artifact_sha256)
             ):
                 out[sha] = f"fusion {name}@{version}"
+            for ds_id, rows_sha in s.execute(
+                select(SqlDataset.id, SqlDataset.artifact_sha256).where(
+                    SqlDataset.artifact_sha256.is_not(None)
+                )
+            ):
+                if rows_sha:
+                    out.setdefault(rows_sha, f"rows of dataset {ds_id}")
             return out
 
         return self._read(fn)
@@ -1345,6 +1402,19 @@ def _dataset(row: SqlDataset) -> E.Dataset:
         row_count=row.row_count,
         fingerprint=row.fingerprint,
         label_distribution=dict(row.label_distribution),
+        created_at=row.created_at,
+    )
+
+
+def _promotion(row: SqlPromotion) -> E.Promotion:
+    return E.Promotion(
+        id=row.id,
+        task_id=row.task_id,
+        entity_kind=row.entity_kind,
+        entity_id=row.entity_id,
+        step=row.step,
+        dataset_id=row.dataset_id,
+        alias=row.alias,
         created_at=row.created_at,
     )
 

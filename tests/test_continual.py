@@ -16,6 +16,7 @@ from registry import continual
 from registry import entities as E
 from registry.cli import cli
 from registry.composer import FuseConfig
+from registry.continual import evaluate as continual_evaluate
 from registry.data import fingerprint
 from registry.store import Registry
 from registry.trainer import TrainConfig, train
@@ -186,18 +187,18 @@ def test_update_after_drift_interrupted_then_resumed(
     seeded: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reg, data = seeded
-    import registry.composer as composer
+    from registry.continual import fuse_step
 
-    real_fuse = composer.fuse
+    real_fuse = fuse_step.fuse
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("power cut during fusion")
 
-    monkeypatch.setattr(composer, "fuse", crash)
+    monkeypatch.setattr(fuse_step, "fuse", crash)
     with pytest.raises(RuntimeError, match="power cut"):
         _update(reg, data["pets"], members="append", tolerance=1.0)
     assert _counts(reg) == (2, 0, 1)
-    monkeypatch.setattr(composer, "fuse", real_fuse)
+    monkeypatch.setattr(fuse_step, "fuse", real_fuse)
 
     result = _update(reg, data["pets"], members="append", tolerance=1.0)
     assert _counts(reg) == (2, 1, 1)  # no second adapter version, no second report
@@ -242,7 +243,7 @@ def test_gate_refuses_a_regression_on_an_earlier_split(
     incumbent_books = continual.recorded_scores(reg, reg.resolve("sentiment@1"))
     books = next(iter(incumbent_books.values()))
     fake = {("sentiment@2", "books"): max(0.0, books - 0.3), ("sentiment@1", "pets"): 0.0}
-    monkeypatch.setattr(continual, "evaluate_entity", _fake_scores(fake))
+    monkeypatch.setattr(continual_evaluate, "evaluate_entity", _fake_scores(fake))
     result = _update(reg, data["pets"], tolerance=0.05)
     assert result.adapter is not None and result.fusion is None
     assert not result.promoted
@@ -257,13 +258,19 @@ def test_gate_promotes_and_report_builds_the_matrix(
     reg, data = seeded
     books = next(iter(continual.recorded_scores(reg, reg.resolve("sentiment@1")).values()))
     fake = {("sentiment@2", "books"): books, ("sentiment@1", "pets"): 0.0}
-    monkeypatch.setattr(continual, "evaluate_entity", _fake_scores(fake))
+    monkeypatch.setattr(continual_evaluate, "evaluate_entity", _fake_scores(fake))
     result = _update(reg, data["pets"], tolerance=0.05)
     assert result.promoted, result.gate
     assert result.step == 1
     assert reg.resolve("sentiment:production").ref == "sentiment@2"
     steps = continual.production_history(reg, "sentiment")
     assert [(s.step, s.entity.ref) for s in steps] == [(0, "sentiment@1"), (1, "sentiment@2")]
+    # The history lives in the promotions table, not in metric rows.
+    promotions = reg.promotions(reg.get_task("sentiment").id)
+    assert [(p.step, p.alias) for p in promotions] == [(0, "production"), (1, "production")]
+    assert promotions[1].dataset_id == next(s.dataset_id for s in result.scores if s.new)
+    for ref in ("sentiment@1", "sentiment@2"):
+        assert not [m for m in reg.metrics(reg.resolve(ref)) if m.name == "promoted_step"]
 
     rep = continual.build_report(reg, "sentiment")["sentiment"]
     assert rep.matrix is not None
@@ -337,6 +344,37 @@ def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
     # nothing earlier to replay for the data the task was trained on
     books = load_spec(str(data["books"]))
     assert continual.replay_mix(reg, task, books, books_src) is None
+
+    # The mix is an artifact of the registry, recorded as the task's train snapshot: verify
+    # checks it, gc keeps it.
+    assert Path(folder).parent.parent == reg.artifacts.root
+    sha = Path(folder).name
+    assert reg.referenced_artifacts()[sha].startswith("rows of dataset ")
+    assert not reg.verify().problems
+    reg.gc(grace_seconds=0)
+    assert (Path(folder) / "train.jsonl").is_file()
+
+
+def test_update_reads_the_new_data_once(seeded: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry import data as rdata
+
+    reg, data = seeded
+    reads: list[Path] = []
+    real = rdata._read_file
+
+    def counting(path: Path) -> Any:
+        if Path(path).is_relative_to(data["pets"]):
+            reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(rdata, "_read_file", counting)
+    books = next(iter(continual.recorded_scores(reg, reg.resolve("sentiment@1")).values()))
+    fake = {("sentiment@2", "books"): books, ("sentiment@1", "pets"): 0.0}
+    monkeypatch.setattr(continual_evaluate, "evaluate_entity", _fake_scores(fake))
+    result = _update(reg, data["pets"], tolerance=0.05)
+    assert result.adapter is not None and result.promoted
+    # drift, training and evaluation share one load: each file of the new data is read once
+    assert sorted(p.name for p in reads) == ["train.jsonl", "validation.jsonl"]
 
 
 def test_update_warm_start_is_a_new_version_from_the_current_weights(seeded: Any) -> None:

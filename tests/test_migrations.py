@@ -120,7 +120,7 @@ def test_behind_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
     database.upgrade("0001")
     with pytest.raises(SchemaOutOfDate) as info:
         Registry.open(home)
-    assert "found revision 0001, expected 0002" in str(info.value)
+    assert "found revision 0001, expected 0003" in str(info.value)
     assert info.value.hint == "Run: adapter-registry db upgrade"
     database.upgrade()
     Registry.open(home).close()
@@ -140,3 +140,82 @@ def test_newer_schema_is_refused_and_not_downgraded(tmp_path: Path) -> None:
     con = sqlite3.connect(home / "registry.db")
     assert con.execute("SELECT version_num FROM alembic_version").fetchone() == ("0099",)
     con.close()
+
+
+def test_promoted_step_rows_move_to_promotions_and_back(
+    backend_url: str | None, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    database = Database(load_settings(tmp_path / "home", backend_url))
+    database.upgrade("0002")
+    with database.engine.begin() as conn:
+        for sql in (
+            "INSERT INTO base_models (id, name, revision, architecture, hidden_size, num_layers, "
+            "created_at) VALUES (1, 'bert', 'abc', 'bert', 32, 2, '2026-01-01')",
+            "INSERT INTO tasks (id, name, kind, label_names, text_fields, base_model_id, "
+            "created_at) VALUES (1, 'sent', 'single', '[\"n\", \"p\"]', '[\"text\"]', 1, "
+            "'2026-01-01')",
+            "INSERT INTO datasets (id, task_id, source, split, row_count, fingerprint, "
+            "label_distribution, created_at) VALUES (7, 1, '/d/books', 'validation', 4, 'f1', "
+            "'{}', '2026-01-01')",
+            "INSERT INTO adapters (id, name, task_id, created_at) VALUES (1, 'books', 1, "
+            "'2026-01-01')",
+            "INSERT INTO adapter_versions (id, adapter_id, version, task_id, base_model_id, "
+            "method, config, config_hash, artifact_sha256, artifact_size, trainable_params, "
+            "status, created_at) VALUES (1, 1, 1, 1, 1, 'seq_bn', '{}', 'h', 'a', 5, 7, "
+            "'active', '2026-01-01'), (2, 1, 2, 1, 1, 'seq_bn', '{}', 'h', 'b', 5, 7, "
+            "'active', '2026-01-02')",
+            "INSERT INTO fusions (id, name, version, task_id, base_model_id, config, head, "
+            "artifact_sha256, artifact_size, trainable_params, status, created_at) VALUES "
+            "(1, 'sent-fusion', 1, 1, 1, '{}', '{}', 'c', 5, 9, 'active', '2026-01-03')",
+            # Step 0 (the first production adapter), step 1 (an adapter), step 2 (a fusion);
+            # an ordinary accuracy row stays where it is.
+            "INSERT INTO metrics (entity_kind, entity_id, dataset_id, split, name, value, step, "
+            "created_at) VALUES ('adapter', 1, 7, NULL, 'promoted_step', 0.0, 0, '2026-01-04'), "
+            "('adapter', 2, NULL, NULL, 'promoted_step', 1.0, 1, '2026-01-05'), "
+            "('fusion', 1, 7, NULL, 'promoted_step', 2.0, 2, '2026-01-06'), "
+            "('adapter', 1, 7, 'validation', 'accuracy', 0.75, 0, '2026-01-04')",
+        ):
+            conn.execute(text(sql))
+    database.upgrade()
+    with database.engine.connect() as conn:
+        promotions = conn.execute(
+            text(
+                "SELECT task_id, entity_kind, entity_id, step, dataset_id, alias FROM promotions "
+                "ORDER BY step"
+            )
+        ).all()
+        names = conn.execute(text("SELECT name, value FROM metrics ORDER BY id")).all()
+        ds = conn.execute(text("SELECT artifact_sha256 FROM datasets")).one()
+    assert [tuple(p) for p in promotions] == [
+        (1, "adapter", 1, 0, 7, "production"),
+        (1, "adapter", 2, 1, None, "production"),
+        (1, "fusion", 1, 2, 7, "production"),
+    ]
+    assert [tuple(n) for n in names] == [("accuracy", 0.75)]
+    assert tuple(ds) == (None,)
+    reg = Registry(database.settings, database)
+    from registry.continual import production_history
+
+    history = production_history(reg, "sent")
+    assert [(s.step, s.entity.ref) for s in history] == [
+        (0, "books@1"),
+        (1, "books@2"),
+        (2, "sent-fusion@1"),
+    ]
+    database.downgrade("0002")
+    with database.engine.connect() as conn:
+        back = conn.execute(
+            text(
+                "SELECT entity_kind, entity_id, dataset_id, value, step FROM metrics "
+                "WHERE name = 'promoted_step' ORDER BY value"
+            )
+        ).all()
+        assert "promotions" not in inspect(conn).get_table_names()
+        assert "artifact_sha256" not in {c["name"] for c in inspect(conn).get_columns("datasets")}
+    assert [tuple(b) for b in back] == [
+        ("adapter", 1, 7, 0.0, 0),
+        ("adapter", 2, None, 1.0, 1),
+        ("fusion", 1, 7, 2.0, 2),
+    ]
+    database.dispose()

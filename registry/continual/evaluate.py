@@ -1,0 +1,187 @@
+"""Step 5: score the candidate and the current model on every validation snapshot of the task.
+
+``accuracy`` metric rows with ``split="validation"`` and a ``dataset_id`` are the score of an
+entity on that snapshot. Entities are immutable, so one row per (entity, dataset) is the value
+for ever (``step`` is the update that measured it); only missing cells are evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import entities as E
+from ..data import DataBundle, Example, fingerprint, load_spec, make_batches, split_validation
+from ..errors import RegistryError
+from ..fitting import evaluate_batches
+from ..store import MetricIn, Registry
+from .common import MATRIX_METRIC, MATRIX_SPLIT, domain_name
+
+#: Batch size when scoring a model on a validation snapshot.
+EVAL_BATCH_SIZE = 64
+
+
+@dataclass
+class Column:
+    """One validation snapshot of the task: a column of the accuracy matrix."""
+
+    dataset: E.Dataset
+    name: str
+    examples: list[Example] | None
+    note: str = ""
+
+
+@dataclass
+class Score:
+    """Candidate vs. incumbent accuracy on one validation snapshot."""
+
+    column: str
+    dataset_id: int
+    candidate: float | None
+    incumbent: float | None
+    new: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return {
+            "column": self.column,
+            "dataset_id": self.dataset_id,
+            "candidate": self.candidate,
+            "incumbent": self.incumbent,
+            "new_data": self.new,
+        }
+
+
+def _validation_rows(
+    ds: E.Dataset, seeds: list[int], loaded: Mapping[str, DataBundle]
+) -> tuple[list[Example] | None, str]:
+    """Reload a validation snapshot from its source; None (with why) if it cannot be matched."""
+    bundle = loaded.get(ds.source)
+    if bundle is None:
+        try:
+            bundle = load_spec(ds.source)
+        except RegistryError as err:
+            return None, f"cannot reload {ds.source}: {err}"
+    candidates = []
+    if "validation" in bundle.splits:
+        candidates.append(bundle.splits["validation"])
+    if "train" in bundle.splits:
+        candidates.extend(split_validation(bundle, s)[1] for s in dict.fromkeys(seeds))
+    for rows in candidates:
+        if rows and fingerprint(rows) == ds.fingerprint:
+            return rows, ""
+    return None, f"{ds.source} changed since it was recorded (fingerprint differs)"
+
+
+def task_columns(
+    registry: Registry,
+    task: E.Task,
+    seeds: list[int],
+    loaded: Mapping[str, DataBundle] | None = None,
+) -> list[Column]:
+    """Return every validation snapshot of ``task`` that can be reloaded, oldest first.
+
+    ``loaded``: data already in memory, by recorded source (not read again).
+    """
+    out: list[Column] = []
+    names: set[str] = set()
+    for ds in registry.list_datasets(task.id):
+        if ds.split != MATRIX_SPLIT:
+            continue
+        rows, note = _validation_rows(ds, seeds, loaded or {})
+        name = domain_name(ds.source)
+        if name in names:
+            name = f"{name}#{ds.id}"
+        names.add(name)
+        out.append(Column(ds, name, rows, note))
+    return out
+
+
+def evaluate_entity(
+    registry: Registry,
+    entity: E.Entity,
+    columns: list[Column],
+    *,
+    max_length: int = 256,
+    device: str = "cpu",
+) -> dict[int, float]:
+    """Return the accuracy of ``entity`` on each column (dataset id → accuracy)."""
+    from ..loader import load_entity
+
+    usable = [c for c in columns if c.examples]
+    if not usable:
+        return {}
+    loaded = load_entity(registry, entity, device)
+    out: dict[int, float] = {}
+    for col in usable:
+        assert col.examples is not None
+        batches, _ = make_batches(
+            loaded.backbone.tokenizer,
+            col.examples,
+            loaded.label_names,
+            batch_size=EVAL_BATCH_SIZE,
+            max_length=max_length,
+            shuffle=False,
+            seed=0,
+        )
+        scores = evaluate_batches(loaded.backbone, batches, loaded.label_names)
+        out[col.dataset.id] = scores["accuracy"]
+    return out
+
+
+def recorded_scores(registry: Registry, entity: E.Entity) -> dict[int, float]:
+    """Return the recorded validation accuracy of an entity per dataset id (latest row wins)."""
+    return {
+        m.dataset_id: m.value
+        for m in registry.metrics(entity)
+        if m.name == MATRIX_METRIC and m.split == MATRIX_SPLIT and m.dataset_id is not None
+    }
+
+
+def score(
+    registry: Registry,
+    entity: E.Entity,
+    columns: list[Column],
+    step: int,
+    max_length: int,
+    device: str,
+) -> dict[int, float]:
+    """Return the entity's accuracy on every column, evaluating (and recording) what is missing."""
+    known = recorded_scores(registry, entity)
+    missing = [c for c in columns if c.dataset.id not in known and c.examples]
+    if missing:
+        fresh = evaluate_entity(registry, entity, missing, max_length=max_length, device=device)
+        registry.log_metrics(
+            entity,
+            [MetricIn(MATRIX_METRIC, v, MATRIX_SPLIT, ds_id, step) for ds_id, v in fresh.items()],
+        )
+        known.update(fresh)
+    return {c.dataset.id: known[c.dataset.id] for c in columns if c.dataset.id in known}
+
+
+def compare(
+    registry: Registry,
+    candidate: E.Entity,
+    incumbent: E.Entity,
+    columns: list[Column],
+    new_val: E.Dataset | None,
+    *,
+    step: int,
+    max_length: int,
+    device: str,
+) -> list[Score]:
+    """Score both models on every reloadable column; return one :class:`Score` per column."""
+    cand = score(registry, candidate, columns, step, max_length, device)
+    inc = score(registry, incumbent, columns, step, max_length, device)
+    return [
+        Score(
+            c.name,
+            c.dataset.id,
+            cand.get(c.dataset.id),
+            inc.get(c.dataset.id),
+            new_val is not None and c.dataset.id == new_val.id,
+        )
+        for c in columns
+        if c.examples
+    ]

@@ -1,0 +1,87 @@
+"""Step 2: the plan: what this update will train, fuse, evaluate and promote (``--dry-run``)."""
+
+from __future__ import annotations
+
+from .. import entities as E
+from ..errors import InvalidInput
+from ..store import Registry
+from .common import MEMBER_POLICIES
+
+#: The new adapter version's id while it does not exist yet.
+NEW = -1
+
+
+def check_policy(policy: str) -> None:
+    """Refuse an unknown member policy."""
+    if policy not in MEMBER_POLICIES:
+        raise InvalidInput(
+            f"Unknown member policy {policy!r}; valid: {', '.join(MEMBER_POLICIES)}.",
+            hint="Use --members replace or --members append.",
+        )
+
+
+def plan_members(
+    registry: Registry,
+    task: str,
+    incumbent: E.Entity | None,
+    reference: E.AdapterVersion,
+    new_id: int,
+    policy: str,
+) -> tuple[list[int], str] | None:
+    """Return (member ids, fusion name) of the re-fused model, or None when no fusion is made.
+
+    ``replace``: the production fusion's members with the task's own old version swapped for the
+    new one (no fusion when production is a single adapter). ``append``: the production fusion's
+    members (or the production adapter) plus the new version, so earlier knowledge stays in.
+    """
+    check_policy(policy)
+    if isinstance(incumbent, E.Fusion):
+        ids = list(incumbent.member_ids)
+        if policy == "replace" and reference.id in ids:
+            ids[ids.index(reference.id)] = new_id
+        elif new_id not in ids:
+            ids.append(new_id)
+        return ids, incumbent.name
+    if policy == "append":
+        base = incumbent.id if incumbent is not None else reference.id
+        return [base, new_id], f"{task}-fusion"
+    return None
+
+
+def plan_lines(
+    registry: Registry,
+    task: str,
+    *,
+    reference: E.AdapterVersion,
+    production: E.Entity | None,
+    incumbent: E.Entity,
+    source: str,
+    train_rows: int,
+    epochs: int,
+    validation_how: str,
+    warm_start: bool,
+    policy: str,
+    alias: str,
+    tolerance: float,
+) -> list[str]:
+    """Return the plan, one line per step, as ``update`` prints it."""
+    start = f", starting from {reference.ref}'s weights" if warm_start else ""
+    lines = [
+        f"train a new version of adapter {reference.name!r} on {source} "
+        f"({train_rows} rows, {epochs} epochs, validation: {validation_how}"
+        f"{start}), after this drift report"
+    ]
+    planned = plan_members(registry, task, production, reference, NEW, policy)
+    if planned is not None:
+        names = ["NEW" if i == NEW else registry.get_adapter_version(i).ref for i in planned[0]]
+        lines.append(f"fuse {planned[1]!r} over [{', '.join(names)}] on the new data")
+    else:
+        lines.append("no fusion (production is a single adapter; --members replace)")
+    lines.append(
+        f"evaluate the candidate and {incumbent.ref} on every validation split of {task!r}"
+    )
+    lines.append(
+        f"promote to {task}:{alias} if it beats {incumbent.ref} on the new data and no earlier "
+        f"split drops by more than {tolerance:.3f}"
+    )
+    return lines

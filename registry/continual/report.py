@@ -1,0 +1,120 @@
+"""Step 8 (any time): each task's accuracy matrix, its steps and its lineage graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import entities as E
+from ..evaluate import AccuracyMatrix
+from ..store import Registry
+from ..views import lineage_mermaid
+from .common import MATRIX_SPLIT, domain_name, production_entity
+from .evaluate import recorded_scores
+from .promote import Step, production_history
+
+
+@dataclass
+class TaskReport:
+    """The continual history of one task: accuracy matrix, its steps and the lineage graph."""
+
+    task: str
+    matrix: AccuracyMatrix | None
+    steps: list[str]
+    production: str | None
+    mermaid: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return {
+            "task": self.task,
+            "production": self.production,
+            "steps": self.steps,
+            "matrix": self.matrix.to_dict() if self.matrix else None,
+            "lineage_mermaid": self.mermaid,
+            "notes": self.notes,
+        }
+
+
+def _matrix_rows(
+    history: list[Step], datasets: dict[int, E.Dataset], notes: list[str]
+) -> tuple[list[Step], list[int]]:
+    """Return the rows (steps) and column ids: the split each step learned, in step order,
+    then the splits no step learned."""
+    col_ids: list[int] = []
+    rows: list[Step] = []
+    for s in history:
+        if s.dataset_id is None or s.dataset_id in col_ids:
+            notes.append(f"step {s.step} ({s.entity.ref}) re-learned a known split: left out")
+            continue
+        col_ids.append(s.dataset_id)
+        rows.append(s)
+    col_ids += [i for i in datasets if i not in col_ids]
+    return rows, col_ids
+
+
+def _matrix(
+    registry: Registry, rows: list[Step], col_ids: list[int], datasets: dict[int, E.Dataset]
+) -> AccuracyMatrix:
+    import numpy as np
+
+    names: list[str] = []
+    for i in col_ids:
+        n = domain_name(datasets[i].source) if i in datasets else f"dataset#{i}"
+        names.append(f"{n}#{i}" if n in names else n)
+    values = np.full((len(rows), len(col_ids)), np.nan)
+    for r, s in enumerate(rows):
+        scores = recorded_scores(registry, s.entity)
+        for c, ds_id in enumerate(col_ids):
+            if ds_id in scores:
+                values[r, c] = scores[ds_id]
+    return AccuracyMatrix(values, names, [f"{s.step}: {s.entity.ref}" for s in rows])
+
+
+def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskReport]:
+    """Build each task's accuracy matrix (rows: production models, columns: validation splits).
+
+    ``R[i][j]`` is the recorded accuracy of the i-th production model on the j-th split; a cell
+    nobody measured is NaN (``report`` never trains or evaluates).
+    """
+    tasks = [registry.get_task(task)] if task else registry.list_tasks()
+    out: dict[str, TaskReport] = {}
+    for t in tasks:
+        notes: list[str] = []
+        prod = production_entity(registry, t.name)
+        latest = registry.list_entities(task=t.name)
+        root = prod or (latest[-1] if latest else None)
+        mermaid = lineage_mermaid(registry.lineage(root)) if root else ""
+        datasets = {d.id: d for d in registry.list_datasets(t.id) if d.split == MATRIX_SPLIT}
+        rows, col_ids = _matrix_rows(production_history(registry, t.name), datasets, notes)
+        matrix = None
+        if not rows and prod is not None:
+            # Nothing promoted by `update` yet: show what is known of the current production.
+            rows = [Step(0, prod, None)]
+            notes.append("no update has promoted a model yet: one row, the current production")
+        if rows:
+            matrix = _matrix(registry, rows, col_ids, datasets)
+        else:
+            notes.append("nothing registered for this task yet")
+        out[t.name] = TaskReport(
+            t.name,
+            matrix,
+            [f"{s.step}: {s.entity.ref}" for s in rows],
+            prod.ref if prod else None,
+            mermaid,
+            notes,
+        )
+    return out
+
+
+def routed_matrix(matrix: AccuracyMatrix) -> AccuracyMatrix:
+    """Return the matrix of routing each split to the model that was production when it was learned.
+
+    ``R'[i][j] = R[j][j]`` for ``j ≤ i`` (that model never changes) and ``R[i][j]`` otherwise.
+    """
+    values = matrix.values.copy()
+    for i in range(values.shape[0]):
+        for j in range(min(i + 1, values.shape[1])):
+            values[i, j] = matrix.values[j, j]
+    return type(matrix)(values, matrix.task_names, matrix.step_names)

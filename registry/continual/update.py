@@ -1,0 +1,301 @@
+"""One continual step, in order: drift → plan → train → fuse → evaluate → gate → promote.
+
+Every step looks for its own finished result before doing work, so an interrupted ``update``
+re-run with the same data reuses the drift report, the adapter version and the fusion it made.
+The data spec is loaded once, here, and handed down to every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import entities as E
+from ..configs import FuseConfig, TrainConfig
+from ..data import DataBundle, check_labels, fingerprint, load_spec, split_validation
+from ..errors import InvalidInput
+from ..runtime import pick_device
+from ..store import Registry
+from .common import (
+    MATRIX_SPLIT,
+    PRODUCTION,
+    absolute_spec,
+    current_reference,
+    data_source,
+    find_dataset,
+    pct,
+    production_entity,
+)
+from .drift_check import DriftCheck, check_drift, existing_report, new_split, reused_check
+from .evaluate import Score, compare, task_columns
+from .fuse_step import fuse_step
+from .gate import gate
+from .plan import check_policy, plan_lines, plan_members
+from .promote import production_history, promote
+from .train_step import train_step
+
+
+@dataclass
+class UpdateOptions:
+    """How ``update`` runs: its drift test, training settings, fusion policy and gate.
+
+    Attributes:
+        dry_run: compute the drift decision and the plan; write nothing at all.
+        train_config: hyper-parameters of the new adapter version (default: ``seed`` only).
+        fuse_config: hyper-parameters of the re-fused model (default: ``seed`` only).
+        tolerance: the largest accuracy drop (absolute) allowed on any earlier validation split.
+        members: ``replace`` the task's old version in the fusion, or ``append`` the new one.
+        adapter_name: name of the new adapter (default: a new version of the reference's name).
+        replay: train the new fusion on the new data plus a sample of the data the task learned
+            earlier (its recorded train snapshots), so the fusion layer, unlike the frozen
+            adapters, does not drift towards the newest domain only.
+        warm_start: start the new adapter version from the reference version's weights (and
+            head) instead of from scratch; it is still a new version (``warm_started_from``
+            edge) and the reference is never changed.
+        alias: the alias to promote (``production``).
+        force: promote even when the gate refuses (its verdict is still reported).
+    """
+
+    dry_run: bool = False
+    alpha: float = 0.05
+    seed: int = 0
+    n_permutations: int = 500
+    train_config: TrainConfig | None = None
+    fuse_config: FuseConfig | None = None
+    tolerance: float = 0.01
+    members: str = "replace"
+    adapter_name: str | None = None
+    replay: bool = True
+    warm_start: bool = False
+    alias: str = PRODUCTION
+    force: bool = False
+    progress: bool = True
+    text_fields: tuple[str, ...] | None = None
+    label_field: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.tolerance < 0:
+            raise InvalidInput(
+                f"tolerance must be ≥ 0, got {self.tolerance}.", hint="e.g. --tolerance 0.01"
+            )
+        check_policy(self.members)
+
+    def train(self) -> TrainConfig:
+        """Return the new adapter's settings."""
+        return self.train_config or TrainConfig(seed=self.seed)
+
+    def fuse(self) -> FuseConfig:
+        """Return the fusion's settings."""
+        return self.fuse_config or FuseConfig(seed=self.seed)
+
+
+@dataclass
+class UpdateResult:
+    """What one ``update`` did (or, with ``dry_run``, would do)."""
+
+    task: str
+    dry_run: bool
+    drift: DriftCheck
+    plan: list[str] = field(default_factory=list)
+    adapter: E.AdapterVersion | None = None
+    fusion: E.Fusion | None = None
+    incumbent: E.Entity | None = None
+    scores: list[Score] = field(default_factory=list)
+    skipped_columns: list[str] = field(default_factory=list)
+    promoted: bool = False
+    gate_passed: bool = False
+    gate: str = ""
+    step: int | None = None
+    reused: list[str] = field(default_factory=list)
+
+    @property
+    def candidate(self) -> E.Entity | None:
+        """Return the model the gate judged: the new fusion, else the new adapter version."""
+        return self.fusion or self.adapter
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-able dict."""
+        return {
+            "task": self.task,
+            "dry_run": self.dry_run,
+            "drift": self.drift.to_dict(),
+            "plan": self.plan,
+            "adapter": self.adapter.ref if self.adapter else None,
+            "fusion": self.fusion.ref if self.fusion else None,
+            "candidate": self.candidate.ref if self.candidate else None,
+            "incumbent": self.incumbent.ref if self.incumbent else None,
+            "scores": [s.to_dict() for s in self.scores],
+            "skipped_columns": self.skipped_columns,
+            "promoted": self.promoted,
+            "gate_passed": self.gate_passed,
+            "gate": self.gate,
+            "step": self.step,
+            "reused": self.reused,
+        }
+
+
+@dataclass
+class _Run:
+    """What the steps of one update share: the request, loaded once, and the models in play."""
+
+    registry: Registry
+    task: E.Task
+    spec: Any
+    source: str
+    bundle: DataBundle
+    options: UpdateOptions
+    reference: E.AdapterVersion
+    production: E.Entity | None
+    say: Callable[[str], None]
+
+    @property
+    def incumbent(self) -> E.Entity:
+        return self.production or self.reference
+
+
+def update(
+    registry: Registry,
+    task: str,
+    data: Any,
+    options: UpdateOptions | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> UpdateResult:
+    """Run one continual step for ``task`` on new ``data`` (see :mod:`registry.continual`).
+
+    ``options`` (or keyword ``overrides`` of its fields) say how; ``log`` is called with one
+    line per step (the CLI prints them).
+
+    Raises:
+        NotFound: the task has no adapter yet (train one first).
+        InvalidInput: the data does not fit the task, or an option is out of range.
+    """
+    opts = dataclasses.replace(options or UpdateOptions(), **overrides)
+    task_row = registry.get_task(task)
+    spec = absolute_spec(data)
+    bundle = load_spec(spec, text_fields=opts.text_fields, label_field=opts.label_field)
+    check_labels(bundle, list(task_row.label_names))
+    run = _Run(
+        registry,
+        task_row,
+        spec,
+        data_source(data),
+        bundle,
+        opts,
+        current_reference(registry, task),
+        production_entity(registry, task, opts.alias),
+        log or (lambda _msg: None),
+    )
+    check = _drift(run)
+    out = UpdateResult(task, opts.dry_run, check, incumbent=run.incumbent)
+    out.reused = [f"drift report #{check.report.id}"] if check.reused and check.report else []
+    if not check.drift:
+        out.gate = "no drift: nothing to do"
+        out.plan.append("no drift: nothing to train")
+        return out
+    tcfg = opts.train()
+    _, val_rows, val_how = split_validation(bundle, tcfg.seed)
+    out.plan = plan_lines(
+        registry,
+        task,
+        reference=run.reference,
+        production=run.production,
+        incumbent=run.incumbent,
+        source=run.source,
+        train_rows=len(bundle.split("train")),
+        epochs=tcfg.epochs,
+        validation_how=val_how,
+        warm_start=opts.warm_start,
+        policy=opts.members,
+        alias=opts.alias,
+        tolerance=opts.tolerance,
+    )
+    if opts.dry_run:
+        out.gate = "dry run: nothing written"
+        return out
+    assert check.report is not None
+    out.adapter = train_step(
+        registry, task, spec, bundle, reference=run.reference, report=check.report, config=tcfg,
+        name=opts.adapter_name, warm_start=opts.warm_start, progress=opts.progress,
+        reused=out.reused, say=run.say,
+    )  # fmt: skip
+    planned = plan_members(
+        registry, task, run.production, run.reference, out.adapter.id, opts.members
+    )
+    if planned is not None:
+        out.fusion = fuse_step(
+            registry, task_row, spec, bundle, run.source, member_ids=planned[0],
+            name=planned[1], config=opts.fuse(), replay=opts.replay, seed=opts.seed,
+            progress=opts.progress, reused=out.reused, say=run.say,
+        )  # fmt: skip
+    _evaluate_gate_promote(run, out, tcfg, val_rows)
+    return out
+
+
+def _drift(run: _Run) -> DriftCheck:
+    """Step 1: reuse the drift report of an interrupted run on the same data, or test now."""
+    opts = run.options
+    split, rows = new_split(run.bundle)
+    ds = find_dataset(run.registry, run.task.id, split, fingerprint(rows))
+    report = (
+        None
+        if opts.dry_run
+        else existing_report(run.registry, run.task.name, run.reference, ds, opts.alpha)
+    )
+    if report is not None:
+        run.say(f"drift: reusing report #{report.id} (drift) from an earlier run on this data")
+        return reused_check(run.task.name, run.reference, split, rows, ds, report)
+    check = check_drift(
+        run.registry,
+        run.task.name,
+        run.spec,
+        alpha=opts.alpha,
+        seed=opts.seed,
+        n_permutations=opts.n_permutations,
+        record=not opts.dry_run,
+        bundle=run.bundle,
+        device=opts.train().device,
+    )
+    run.say(
+        f"drift: {'DRIFT' if check.drift else 'no drift'} against {run.reference.ref}"
+        + (f" (report #{check.report.id})" if check.report else "")
+    )
+    return check
+
+
+def _evaluate_gate_promote(
+    run: _Run, out: UpdateResult, tcfg: TrainConfig, val_rows: list[Any]
+) -> None:
+    """Steps 5-7: score candidate and incumbent everywhere, apply the gate, promote."""
+    registry, opts, task = run.registry, run.options, run.task
+    candidate = out.candidate
+    assert candidate is not None
+    new_val = find_dataset(registry, task.id, MATRIX_SPLIT, fingerprint(val_rows))
+    history = production_history(registry, task.name)
+    step = (max(s.step for s in history) + 1) if history else 1
+    columns = task_columns(registry, task, [tcfg.seed, opts.seed, 0], {run.source: run.bundle})
+    out.skipped_columns = [f"{c.name}: {c.note}" for c in columns if not c.examples]
+    out.scores = compare(
+        registry, candidate, run.incumbent, columns, new_val, step=step,
+        max_length=tcfg.max_length, device=pick_device(tcfg.device),
+    )  # fmt: skip
+    run.say(
+        "evaluate: "
+        + ", ".join(f"{s.column} {pct(s.candidate)} vs {pct(s.incumbent)}" for s in out.scores)
+    )
+    out.gate_passed, out.gate = gate(out.scores, opts.tolerance)
+    out.promoted = out.gate_passed or opts.force
+    if opts.force and not out.gate_passed:
+        out.gate = f"forced past the gate, which said: {out.gate}"
+    if not out.promoted:
+        run.say(f"gate: kept {task.name}:{opts.alias} at {run.incumbent.ref}: {out.gate}")
+        return
+    promote(
+        registry, task.name, opts.alias, candidate, run.incumbent, step,
+        new_val.id if new_val else None, first=not history,
+    )  # fmt: skip
+    out.step = step
+    run.say(f"promote: {task.name}:{opts.alias} → {candidate.ref}")
