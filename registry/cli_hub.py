@@ -17,28 +17,42 @@ import click
 @click.option(
     "--branch", default="main", show_default=True, help="Branch to commit to (made if missing)."
 )
+@click.option(
+    "--license",
+    "license_id",
+    help="Licence of the model card (a Hub licence id: apache-2.0, mit, cc-by-4.0, other).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def push(
-    ctx: click.Context, ref: str, repo_id: str, private: bool, branch: str, as_json: bool
+    ctx: click.Context,
+    ref: str,
+    repo_id: str,
+    private: bool,
+    branch: str,
+    license_id: str | None,
+    as_json: bool,
 ) -> None:
     """Upload an adapter version or fusion to the Hugging Face Hub, pinned by commit.
 
     The repo gets the files the `adapters` library loads (safetensors), registry.json
-    (task, labels, base model, metrics, datasets, lineage) and a model card. Pushing an
-    unchanged artifact again is a no-op. The token comes from HF_TOKEN or
-    `huggingface-cli login`; HF_ENDPOINT selects another Hub.
+    (task, labels, base model, metrics, datasets, lineage) and a model card (Hub metadata:
+    library_name, pipeline_tag, license, base_model when its Hub id is known, datasets,
+    model-index; metrics, lineage and, for a fusion, its members' repos and commits). No
+    path of this machine is published. Pushing an unchanged artifact again is a no-op. The
+    token comes from HF_TOKEN or `huggingface-cli login`; HF_ENDPOINT selects another Hub.
 
     \b
     Example:
       adapter-registry push sentiment-books@2 --repo my-org/sentiment-books
       adapter-registry push sentiment:production --repo my-org/sentiment --branch staging
+      adapter-registry push books-fusion@1 --repo my-org/books-fusion --license apache-2.0
     """
     from . import hub
     from .cli import _echo_json, _registry
 
     registry = _registry(ctx)
-    result = hub.push(registry, ref, repo_id, private=private, branch=branch)
+    result = hub.push(registry, ref, repo_id, private=private, branch=branch, license_id=license_id)
     if as_json:
         _echo_json(result.to_dict())
     elif result.noop:
@@ -55,7 +69,17 @@ def push(
 @click.argument("spec", metavar="OWNER/NAME[@REVISION]")
 @click.option("--as", "name", help="Register under this name (default: the pushed name).")
 @click.option("--task", help="Task to register under (needed for a headless adapter).")
-@click.option("--base", help="Base model folder or Hub id (default: the recorded one).")
+@click.option(
+    "--base",
+    help="Base model folder or Hub id (default: the recorded Hub model, or a base model this "
+    "registry knows with the recorded weights).",
+)
+@click.option(
+    "--recursive/--no-recursive",
+    default=True,
+    show_default=True,
+    help="Pull a fusion's missing members too, at the commits it records.",
+)
 @click.option(
     "--max-size",
     default="1GiB",
@@ -77,6 +101,7 @@ def pull(
     name: str | None,
     task: str | None,
     base: str | None,
+    recursive: bool,
     max_size: str,
     timeout: float,
     as_json: bool,
@@ -87,13 +112,17 @@ def pull(
     that commit is what gets downloaded, verified and recorded. Pulling the same commit again
     changes nothing. Repos published with the `adapters` library (AdapterHub) pull too; pickle
     weights are accepted only if they load with torch.load(weights_only=True), and are stored
-    as safetensors. Members of a fusion must be pulled first. The adapter is loaded on its base
-    model before it is registered; downloads are capped by --max-size.
+    as safetensors. A fusion's missing members are pulled with it (each at the commit the
+    fusion records) and the lineage between them is imported, all in one transaction. A base
+    model that was a local folder where it was pushed must be given with --base unless this
+    registry knows one with the same weights. The adapter is loaded on its base model before
+    it is registered; downloads are capped by --max-size.
 
     \b
     Example:
       adapter-registry pull my-org/sentiment-books
       adapter-registry pull my-org/big-fusion --max-size 4GiB --timeout 120
+      adapter-registry pull my-org/books --base ./minilm
       adapter-registry pull my-org/sentiment-books@v2 --as books-from-hub
       adapter-registry pull some-user/bert-sst2-adapter --task sst2 --base bert-base-uncased
     """
@@ -103,7 +132,14 @@ def pull(
     max_bytes = hub.parse_size(max_size)
     registry = _registry(ctx)
     result = hub.pull(
-        registry, spec, name=name, task=task, base=base, max_bytes=max_bytes, timeout=timeout
+        registry,
+        spec,
+        name=name,
+        task=task,
+        base=base,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        recursive=recursive,
     )
     if as_json:
         _echo_json(result.to_dict())
@@ -115,6 +151,8 @@ def pull(
             )
         )
     else:
+        for ref in result.members:
+            click.echo(f"Pulled member {ref} with the fusion.")
         click.echo(
             hub.printable(
                 f"Pulled {result.repo_id}@{result.revision} (commit {result.commit_sha}) as "

@@ -33,6 +33,11 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
     "with train/validation/test files, or a Hub dataset name (super_glue/cb).",
 )
 @click.option("--base", required=True, help="Base model: a local folder or a Hub model name.")
+@click.option(
+    "--base-hub-id",
+    help="Hub id (OWNER/NAME[@COMMIT]) of which a local --base folder is a copy; named as "
+    "base_model in pushed model cards.",
+)
 @click.option("--name", help="Adapter name (default: the task name).")
 @config_options(TrainConfig)
 @click.option("--init-from", help="REF of an adapter whose weights start this training.")
@@ -49,6 +54,7 @@ def train(
     task: str,
     data: str,
     base: str,
+    base_hub_id: str | None,
     name: str | None,
     init_from: str | None,
     after_drift: int | None,
@@ -66,6 +72,8 @@ def train(
     Example:
       adapter-registry train sentiment --data ../shared/data/mds_books \\
           --base ./minilm --name books --epochs 3
+      adapter-registry train sentiment --data ../shared/data/mds_books \\
+          --base ./minilm --base-hub-id sentence-transformers/all-MiniLM-L6-v2
     """
     from .cli import _echo_json, _registry, _table
     from .trainer import train as run_train
@@ -84,6 +92,7 @@ def train(
         text_fields=_fields(text_fields),
         label_field=label_field,
         progress=not no_progress,
+        base_hub_id=base_hub_id,
     )
     v = outcome.version
     if as_json:

@@ -60,6 +60,8 @@ class TrainPlan:
     init_from: E.AdapterVersion | None
     drift_report: E.DriftReport | None
     cache_layers: int
+    #: The Hub id (``OWNER/NAME[@COMMIT]``) of which a local base folder is a copy.
+    base_hub_id: str | None = None
 
     def fit_data(self) -> FitData:
         """Return the rows the fit loop trains on, picks the epoch with, and scores."""
@@ -81,10 +83,13 @@ def plan_training(
     text_fields: tuple[str, ...] | None = None,
     label_field: str = "label",
     bundle: DataBundle | None = None,
+    base_hub_id: str | None = None,
 ) -> TrainPlan:
     """Check a training request against the registry and the data without writing anything.
 
     ``bundle``: the data, already loaded from ``data`` by the caller (it is then not reloaded).
+    ``base_hub_id``: the Hub id of which a local ``base`` is a copy (recorded with the run; it
+    names the base in pushed model cards).
 
     Raises:
         InvalidInput: bad names, data, labels, base model or warm start.
@@ -96,6 +101,10 @@ def plan_training(
     name = name or task
     validate_name(task, "task name")
     validate_name(name, "adapter name")
+    if base_hub_id is not None:
+        from .hub.cards import parse_hub_id
+
+        parse_hub_id(base_hub_id)
     if bundle is None:
         bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
     info = resolve_base(base)
@@ -117,6 +126,7 @@ def plan_training(
         init_from=init_entity,
         drift_report=drift_report,
         cache_layers=_cached_prefix_layers(cfg, init_entity, info.num_layers),
+        base_hub_id=base_hub_id,
     )
 
 
@@ -151,6 +161,7 @@ def train(
     label_field: str = "label",
     progress: bool = True,
     bundle: DataBundle | None = None,
+    base_hub_id: str | None = None,
 ) -> TrainOutcome:
     """Train a new adapter version for ``task`` on ``data`` over base model ``base``; register it.
 
@@ -164,6 +175,7 @@ def train(
         init_from: a REF whose adapter weights start this training (``warm_started_from``).
         after_drift: a drift report id that triggered this training (``trained_after_drift``).
         bundle: ``data`` already loaded by the caller.
+        base_hub_id: the Hub id (``OWNER/NAME[@COMMIT]``) of which a local ``base`` is a copy.
 
     Raises:
         InvalidInput: bad data, labels, base model, or hyper-parameters (before any training).
@@ -181,6 +193,7 @@ def train(
         text_fields=text_fields,
         label_field=label_field,
         bundle=bundle,
+        base_hub_id=base_hub_id,
     )
     earlier = registry.referenced_artifacts()
     cfg = plan.config
@@ -327,7 +340,13 @@ def _register(
         artifact_dir=art,
         trainable_params=trainable,
         training_run=training_run(
-            cfg.to_dict(), cfg.seed, plan.rows, schema.label_names, result, device
+            cfg.to_dict(),
+            cfg.seed,
+            plan.rows,
+            schema.label_names,
+            result,
+            device,
+            **({"base_hub_id": plan.base_hub_id} if plan.base_hub_id else {}),
         ),
         metrics=evaluation_metrics(
             registry, task_row, plan.source, plan.rows.eval_sets, metrics, result

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from registry import entities as E
 from registry import hub
 from registry.artifacts import MANIFEST, file_sha256
 from registry.cli import cli
-from registry.errors import HubError, IntegrityError, InvalidInput, NotFound
+from registry.errors import HubError, IntegrityError, InvalidInput, NotFound, RegistryError
 from registry.store import Registry
 from tests.hubserver import HubServer
+
+ModelCard = pytest.importorskip("huggingface_hub").ModelCard
 
 TABLES = (
     "base_models",
@@ -116,10 +119,29 @@ def src(source_home: Path, tmp_path: Path) -> Iterator[Registry]:
     reg.close()
 
 
+def know_base(reg: Registry, folder: Path) -> E.BaseModel:
+    """Register the base model in ``folder`` (as a teammate's registry would already have it)."""
+    from registry.backbone import resolve_base
+
+    info = resolve_base(str(folder))
+    return reg.ensure_base_model(
+        info.name, info.revision, info.architecture, info.hidden_size, info.num_layers
+    )
+
+
 @pytest.fixture
-def dst(tmp_path: Path) -> Iterator[Registry]:
-    """An empty second registry."""
+def dst(tmp_path: Path, tiny_base_dir: Path) -> Iterator[Registry]:
+    """A second registry that knows the base model and nothing else."""
     reg = Registry.init(tmp_path / "dst-home")
+    know_base(reg, tiny_base_dir)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def empty(tmp_path: Path) -> Iterator[Registry]:
+    """An empty registry: it does not know the base model either."""
+    reg = Registry.init(tmp_path / "empty-home")
     yield reg
     reg.close()
 
@@ -182,12 +204,13 @@ def test_push_and_pull_adapter_and_fusion_round_trip(
         "README.md",
     }
     assert MANIFEST not in files
-    card = files["README.md"].decode()
-    front = card.split("---\n")[1]
-    assert "library_name: adapters\n" in front
-    for tag in ("adapters", "adapter-registry", "books", "seq_bn"):
-        assert f'- "{tag}"' in front
-    assert "model-index:" in front and '"validation accuracy"' in front
+    card = ModelCard(files["README.md"].decode()).data.to_dict()
+    assert card["library_name"] == "adapters"
+    assert card["pipeline_tag"] == "text-classification"
+    assert {"adapters", "adapter-registry", "books", "seq_bn"} <= set(card["tags"])
+    assert "base_model" not in card  # a local base model without a known Hub id
+    names = {r["metrics"][0]["name"] for r in card["model-index"][0]["results"]}
+    assert "validation accuracy" in names
     fusion_files = set(hub_server.files_at("test-user/sentiment-fusion", "main"))
     assert {
         "adapter_fusion_config.json",
@@ -211,9 +234,10 @@ def test_push_and_pull_adapter_and_fusion_round_trip(
     # A fusion whose members are missing is refused, naming the member repos; nothing changes.
     before = snapshot(dst)
     with pytest.raises(NotFound) as missing:
-        hub.pull(dst, "test-user/sentiment-fusion")
+        hub.pull(dst, "test-user/sentiment-fusion", recursive=False)
     assert "books@1" in missing.value.message and "movies@1" in missing.value.message
     assert f"test-user/books@{pushed['books@1'].commit_sha}" in (missing.value.hint or "")
+    assert "--no-recursive" in (missing.value.hint or "")
     assert snapshot(dst) == before
 
     pulled = {}
@@ -248,7 +272,10 @@ def test_push_and_pull_adapter_and_fusion_round_trip(
         # the lineage it had in the source registry is kept with its training run
         assert copy.training_run_id is not None
         origin = dst.training_run(copy.training_run_id).hyperparams["hub_origin"]
-        assert origin["lineage"] == src.lineage(original)
+        upstream = origin["lineage"]
+        shas = {n["label"]: n.pop("artifact_sha256") for n in upstream["nodes"]}
+        assert upstream == src.lineage(original)
+        assert shas[original.ref] == original.artifact_sha256
         assert origin["commit_sha"] == pushed[ref].commit_sha
     assert [m for m in dst.resolve("sentiment-fusion@1").members] == ["books@1", "movies@1"]  # type: ignore[union-attr]
     # metrics point at re-recorded dataset snapshots with the same fingerprints
@@ -578,8 +605,10 @@ def test_cli_push_pull_and_token_never_leaks(
     assert secret not in out + wrong
 
 
-def test_model_card_front_matter_for_hub_base_and_data() -> None:
-    meta = {
+def _card_meta() -> dict[str, Any]:
+    fp_hub, fp_local = "f" * 64, "e" * 64
+    metric = {"step": None, "name": "accuracy"}
+    return {
         "kind": "adapter",
         "ref": "cb@2",
         "method": "bottleneck",
@@ -589,42 +618,79 @@ def test_model_card_front_matter_for_hub_base_and_data() -> None:
             "revision": "c" * 40,
             "num_layers": 6,
             "hidden_size": 384,
+            "hub_id": "sentence-transformers/all-MiniLM-L6-v2",
         },
         "datasets": [
-            {"source": "super_glue/cb", "split": "test", "row_count": 56, "fingerprint": "f" * 64}
-        ],
-        "metrics": [
             {
-                "name": "accuracy",
-                "value": 0.75,
+                "source": "super_glue/cb",
+                "hub_id": "super_glue/cb",
                 "split": "test",
-                "step": None,
-                "dataset_fingerprint": "f" * 64,
+                "row_count": 56,
+                "fingerprint": fp_hub,
             },
             {
-                "name": "accuracy",
-                "value": 0.5,
+                "source": "cb",
+                "hub_id": None,
                 "split": "validation",
-                "step": 1,
-                "dataset_fingerprint": None,
+                "row_count": 56,
+                "fingerprint": fp_local,
             },
         ],  # fmt: skip
+        "metrics": [
+            {**metric, "value": 0.75, "split": "test", "dataset_fingerprint": fp_hub},
+            {**metric, "value": 0.5, "split": "validation", "step": 1, "dataset_fingerprint": None},
+            {**metric, "value": 0.7, "split": "validation", "dataset_fingerprint": fp_local},
+            {
+                **metric,
+                "name": "macro_f1",
+                "value": 0.6,
+                "split": "test",
+                "dataset_fingerprint": fp_hub,
+            },
+            # a re-eval on the same data: the latest value replaces the first, no second entry
+            {**metric, "value": 0.8, "split": "test", "dataset_fingerprint": fp_hub},
+            {
+                **metric,
+                "name": "f1/a",
+                "value": 0.1,
+                "split": "test",
+                "dataset_fingerprint": fp_hub,
+            },
+        ],  # fmt: skip
+        "lineage": {"root": "adapter:2", "nodes": [], "edges": []},
         "artifact": {"sha256": "a" * 64},
     }
-    card = hub.model_card(meta, "me/cb")
-    front = card.split("---\n")[1]
-    assert front == (
-        "library_name: adapters\n"
-        'tags:\n- "adapters"\n- "adapter-registry"\n- "cb"\n- "bottleneck"\n'
-        'base_model: "sentence-transformers/all-MiniLM-L6-v2"\nbase_model_relation: adapter\n'
-        'datasets:\n- "super_glue/cb"\n'
-        'model-index:\n- name: "cb@2"\n  results:\n'
-        '  - task:\n      type: text-classification\n      name: "cb"\n'
-        '    dataset:\n      name: "super_glue/cb"\n      type: "super_glue/cb"\n'
-        '      split: "test"\n'
-        '    metrics:\n    - type: "accuracy"\n      value: 0.75\n      name: "test accuracy"\n'
+
+
+def test_model_card_metadata_parses_with_one_entry_per_dataset_and_split() -> None:
+    card_text = hub.model_card(_card_meta(), "me/cb", license_id="apache-2.0")
+    data = ModelCard(card_text).data.to_dict()
+    assert data["library_name"] == "adapters"
+    assert data["pipeline_tag"] == "text-classification"
+    assert data["license"] == "apache-2.0"
+    assert data["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data["base_model_relation"] == "adapter"
+    assert data["datasets"] == ["super_glue/cb"]  # Hub ids only
+    (index,) = data["model-index"]
+    results = {(r["dataset"]["type"], r["dataset"]["split"]): r for r in index["results"]}
+    assert sorted(results) == [("cb", "validation"), ("super_glue/cb", "test")]
+    for r in index["results"]:
+        assert r["task"] == {"type": "text-classification", "name": "cb"}
+    test = results[("super_glue/cb", "test")]
+    assert test["dataset"]["name"] == "super_glue/cb"
+    assert {m["type"]: m["value"] for m in test["metrics"]} == {"accuracy": 0.8, "macro_f1": 0.6}
+    assert {m["type"]: m["value"] for m in results[("cb", "validation")]["metrics"]} == {
+        "accuracy": 0.7
+    }
+    # The body: the metrics table, the Hub base in the usage snippet.
+    assert "| super_glue/cb | test | 0.8000 | 0.6000 |" in card_text
+    assert "| cb | validation | 0.7000 |  |" in card_text
+    assert 'AutoAdapterModel.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")' in (
+        card_text.replace("'", '"')
     )
-    assert 'model.load_adapter("me/cb", source="hf", use_safetensors=True)' in card
+    assert 'model.load_adapter("me/cb", source="hf", use_safetensors=True)' in card_text
+    with pytest.raises(InvalidInput, match="licence"):
+        hub.push(None, "cb@2", "me/cb", license_id="Apache 2")  # type: ignore[arg-type]
 
 
 def test_parse_repo_spec() -> None:
@@ -647,3 +713,177 @@ def test_hub_module_is_not_imported_by_the_cli() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     ).stdout
     assert out.strip() == "False"
+
+
+# ---------------------------------------------------------------------- cards: no local paths
+def _pushed_bytes(hub_server: HubServer, repo: str) -> dict[str, bytes]:
+    return {k: v for k, v in hub_server.files_at(repo, "main").items() if k != ".gitattributes"}
+
+
+def test_push_publishes_no_local_path_and_names_the_hub_base(
+    hub_server: HubServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    tiny_base_dir: Path,
+) -> None:
+    """Train with --base-hub-id on a local copy, eval twice, push: valid metadata, no paths."""
+    home = tmp_path / "home"
+    data = _write_data(tmp_path / "data" / "books-reviews", 3)
+    code, out = run_cli(
+        home, "train", "books", "--data", str(data), "--base", str(tiny_base_dir),
+        "--base-hub-id", "test-org/tiny-bert", "--epochs", "1", "--batch-size", "16",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, out
+    code, out = run_cli(
+        home, "train", "other", "--data", str(data), "--base", str(tiny_base_dir),
+        "--base-hub-id", "not a hub id", "--epochs", "1",
+    )  # fmt: skip
+    assert code != 0 and "is not a Hub model id" in out  # refused before any training
+    for _ in range(2):  # a re-eval records the metrics again
+        code, out = run_cli(home, "eval", "books@1", "--data", str(data), "--split", "test")
+        assert code == 0, out
+    code, out = run_cli(home, "push", "books@1", "--repo", "test-user/books", "--license", "mit")
+    assert code == 0, out
+    files = _pushed_bytes(hub_server, "test-user/books")
+
+    needles = {
+        str(home),
+        str(data),
+        str(tiny_base_dir),
+        str(tmp_path_factory.getbasetemp()),
+        str(Path(tempfile.gettempdir())) + "/",
+    }
+    if len(str(Path.home())) >= 4:
+        needles.add(str(Path.home()) + "/")
+    for name, blob in files.items():
+        for needle in needles:
+            assert needle.encode() not in blob, (name, needle)
+
+    card_text = files["README.md"].decode()
+    card = ModelCard(card_text).data.to_dict()
+    assert card["base_model"] == "test-org/tiny-bert"
+    assert card["base_model_relation"] == "adapter"
+    assert card["license"] == "mit"
+    assert "datasets" not in card  # local data has no Hub id
+    (index,) = card["model-index"]
+    keys = [(r["dataset"]["type"], r["dataset"]["split"]) for r in index["results"]]
+    assert sorted(keys) == [("books-reviews", "test"), ("books-reviews", "validation")]
+    assert "from_pretrained('test-org/tiny-bert')" in card_text
+    assert "## Lineage" in card_text and "| books-reviews | test |" in card_text
+    meta = json.loads(files["registry.json"])
+    assert meta["base_model"]["name"] == tiny_base_dir.name
+    assert meta["base_model"]["hub_id"] == "test-org/tiny-bert"
+    assert {d["source"] for d in meta["datasets"]} == {"books-reviews"}
+
+
+# ---------------------------------------------------------------------- pull: base and rows
+def test_pull_needs_the_local_base_and_a_failed_pull_leaves_no_base_row(
+    hub_server: HubServer, src: Registry, empty: Registry, tiny_base_dir: Path
+) -> None:
+    from sqlalchemy import text as sql
+
+    hub.push(src, "books@1", "test-user/books")
+    hub_server.requests_log.clear()
+    before = snapshot(empty)
+    with pytest.raises(NotFound) as err:
+        hub.pull(empty, "test-user/books")
+    assert "local base model tiny-bert" in err.value.message
+    assert (
+        err.value.hint
+        == "Give your copy of it: adapter-registry pull test-user/books --base FOLDER"
+    )
+    assert not any(r.path.endswith(".safetensors") for r in hub_server.requests_log)
+    assert snapshot(empty) == before
+
+    # A failure at the last write of the transaction: no base model, task or dataset row stays.
+    with empty.db.engine.begin() as conn:
+        conn.execute(
+            sql(
+                "CREATE TRIGGER refuse_links BEFORE INSERT ON hub_links "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        )
+    with pytest.raises(RegistryError, match="injected failure"):
+        hub.pull(empty, "test-user/books", base=str(tiny_base_dir))
+    assert snapshot(empty) == before
+    assert before["rows"]["base_models"] == 0
+    with empty.db.engine.begin() as conn:
+        conn.execute(sql("DROP TRIGGER refuse_links"))
+    pulled = hub.pull(empty, "test-user/books", base=str(tiny_base_dir)).entity
+    assert empty.get_base_model(pulled.base_model_id).name == str(tiny_base_dir)
+
+
+# ---------------------------------------------------------------------- fusion: links, recursion
+def test_fusion_card_links_members_and_recursive_pull_imports_lineage(
+    hub_server: HubServer, src: Registry, empty: Registry, tiny_base_dir: Path, tmp_path: Path
+) -> None:
+    from registry.trainer import TrainConfig, train
+
+    books2 = train(src, "books", _write_data(tmp_path / "books2", 4), str(tiny_base_dir),
+                   config=TrainConfig(epochs=1, batch_size=16), init_from="books@1",
+                   progress=False).version  # fmt: skip
+    assert books2.ref == "books@2"
+    commits = {ref: hub.push(src, ref, f"test-user/{ref.replace('@', '-v')}").commit_sha
+               for ref in ("books@1", "books@2", "movies@1")}  # fmt: skip
+    fusion = hub.push(src, "sentiment-fusion@1", "test-user/fusion")
+    card = _pushed_bytes(hub_server, "test-user/fusion")["README.md"].decode()
+    for ref in ("books@1", "movies@1"):
+        repo = f"test-user/{ref.replace('@', '-v')}"
+        assert f"({hub_server.url}/{repo}/tree/{commits[ref]})" in card
+        assert f"commit `{commits[ref]}`" in card
+    assert "`books@1` is fused into `sentiment-fusion@1`" in card
+
+    # --no-recursive refuses and names the pulls; nothing is written.
+    before = snapshot(empty)
+    with pytest.raises(NotFound, match="needs member adapters"):
+        hub.pull(empty, "test-user/fusion", base=str(tiny_base_dir), recursive=False)
+    assert snapshot(empty) == before
+
+    # A failure when the fusion registers rolls back the members pulled with it too.
+    from sqlalchemy import text as sql
+
+    with empty.db.engine.begin() as conn:
+        conn.execute(
+            sql(
+                "CREATE TRIGGER refuse_fusions BEFORE INSERT ON fusions "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        )
+    with pytest.raises(RegistryError, match="injected failure"):
+        hub.pull(empty, "test-user/fusion", base=str(tiny_base_dir))
+    assert snapshot(empty) == before
+    with empty.db.engine.begin() as conn:
+        conn.execute(sql("DROP TRIGGER refuse_fusions"))
+
+    # The default pulls the members at the commits the fusion records, in one go.
+    result = hub.pull(empty, "test-user/fusion", base=str(tiny_base_dir))
+    assert result.members == ("books@1", "movies@1")
+    pulled = result.entity
+    assert pulled.members == ["books@1", "movies@1"]  # type: ignore[union-attr]
+    assert pulled.artifact_sha256 == src.resolve("sentiment-fusion@1").artifact_sha256
+    import torch
+
+    assert torch.equal(logits(src, src.resolve("sentiment-fusion@1")), logits(empty, pulled))
+    for ref in ("books@1", "movies@1"):
+        (link,) = empty.hub_links(empty.resolve(ref))
+        assert link.commit_sha == commits[ref]
+    assert fusion.commit_sha == empty.hub_links(pulled)[0].commit_sha
+    assert empty.verify().ok
+
+    # Pulling books@2 afterwards imports its upstream warm start from books@1 (already here).
+    second = hub.pull(empty, "test-user/books-v2").entity
+    relations = {
+        (e.parent_kind, e.parent_id, e.relation) for e in empty.edges_of("adapter", second.id)
+    }
+    assert ("adapter", empty.resolve("books@1").id, "warm_started_from") in relations
+
+    # The command line pulls recursively by default and says what came with the fusion.
+    other = Registry.init(tmp_path / "other-home")
+    know_base(other, tiny_base_dir)
+    other.close()
+    code, out = run_cli(tmp_path / "other-home", "pull", "test-user/fusion", "--no-recursive")
+    assert code == 1 and "Pull them first, or leave out --no-recursive" in out
+    code, out = run_cli(tmp_path / "other-home", "pull", "test-user/fusion")
+    assert code == 0, out
+    assert out.startswith("Pulled member books@1 with the fusion.\nPulled member movies@1")

@@ -23,7 +23,7 @@ from registry.cli import cli
 from registry.errors import HubError, InvalidInput, RegistryError
 from registry.store import Registry
 from tests.hubserver import HubServer
-from tests.test_hub import _adapterhub_repo, _write_data, snapshot
+from tests.test_hub import _adapterhub_repo, _write_data, know_base, snapshot
 
 REPO = "test-user/books"
 
@@ -51,8 +51,9 @@ def pushed(hub_server: HubServer, books_home: Path, tmp_path: Path) -> dict[str,
 
 
 @pytest.fixture
-def dst(tmp_path: Path) -> Iterator[Registry]:
+def dst(tmp_path: Path, tiny_base_dir: Path) -> Iterator[Registry]:
     reg = Registry.init(tmp_path / "dst-home")
+    know_base(reg, tiny_base_dir)  # pushes name a local base by its folder's name only
     yield reg
     reg.close()
 
@@ -384,10 +385,15 @@ def test_a_stalled_download_times_out(
 
 # ---------------------------------------------------------------------- finding 7: races
 def test_concurrent_pulls_of_one_commit_register_one_version(
-    hub_server: HubServer, pushed: dict[str, bytes], backend_url: str | None, tmp_path: Path
+    hub_server: HubServer,
+    pushed: dict[str, bytes],
+    backend_url: str | None,
+    tmp_path: Path,
+    tiny_base_dir: Path,
 ) -> None:
     home = tmp_path / "race-home"
-    Registry.init(home, backend_url).close()
+    with Registry.init(home, backend_url) as reg:
+        know_base(reg, tiny_base_dir)
     results: list[Any] = []
     errors: list[BaseException] = []
     start = threading.Barrier(3)

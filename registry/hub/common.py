@@ -94,6 +94,7 @@ class PullResult:
     commit_sha: str
     noop: bool
     source: str  # "adapter-registry" (a registry.json) or "adapterhub" (adapters' files only)
+    members: tuple[str, ...] = ()  # refs of a fusion's members pulled with it
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary."""
@@ -107,6 +108,7 @@ class PullResult:
             "commit_sha": self.commit_sha,
             "noop": self.noop,
             "source": self.source,
+            "members_pulled": list(self.members),
         }
 
 

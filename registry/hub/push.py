@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .. import entities as E
 from ..errors import HubError, InvalidInput
-from .cards import build_metadata, model_card
+from .cards import build_metadata, check_license, local_paths, model_card
 from .common import _SHA, CARD_FILE, REGISTRY_FILE, PushResult, _hub_errors, validate_repo_id
 
 if TYPE_CHECKING:
@@ -33,9 +33,28 @@ def stage_push(registry: Registry, entity: E.Entity, dest: Path) -> list[str]:
     return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
 
 
-def _write_card(dest: Path, repo_id: str) -> None:
+def _write_card(dest: Path, repo_id: str, license_id: str | None, endpoint: str) -> None:
     meta = json.loads((dest / REGISTRY_FILE).read_text(encoding="utf-8"))
-    (dest / CARD_FILE).write_text(model_card(meta, repo_id), encoding="utf-8")
+    card = model_card(meta, repo_id, license_id=license_id, endpoint=endpoint)
+    (dest / CARD_FILE).write_text(card, encoding="utf-8")
+
+
+def _refuse_local_paths(registry: Registry, entity: E.Entity, dest: Path) -> None:
+    """Refuse to push when a staged file names a path of this machine (defence in depth)."""
+    needles = [(p, p.encode()) for p in local_paths(registry, entity)]
+    for path in sorted(dest.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        for text, needle in needles:
+            if needle in data:
+                rel = path.relative_to(dest).as_posix()
+                raise InvalidInput(
+                    f"{rel} of {entity.ref} names the local path {text}; a push publishes no "
+                    "paths of this machine, so nothing was pushed.",
+                    hint="Retrain or re-fuse it with the current version of adapter-registry "
+                    "(older artifacts recorded absolute paths), then push again.",
+                )
 
 
 def push(
@@ -47,6 +66,7 @@ def push(
     branch: str = "main",
     endpoint: str | None = None,
     token: str | bool | None = None,
+    license_id: str | None = None,
 ) -> PushResult:
     """Upload an adapter version or fusion to ``repo_id`` on ``branch`` and record the commit.
 
@@ -56,15 +76,19 @@ def push(
     Args:
         endpoint: the Hub URL (default: ``HF_ENDPOINT`` / huggingface.co).
         token: default None lets huggingface_hub find ``HF_TOKEN`` or the login token.
+        license_id: the card's ``license`` (a Hub licence id such as ``apache-2.0``).
 
     Raises:
         HubError: the Hub is unreachable, refused the token, or the upload failed
             (nothing is recorded then).
+        InvalidInput: a bad repo, branch or licence, or a file that names a local path.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     validate_repo_id(repo_id)
+    if license_id is not None:
+        check_license(license_id)
     if not branch or branch.startswith("/") or ".." in branch:
         raise InvalidInput(f"Invalid branch name {branch!r}.", hint="e.g. --branch main")
     entity = registry.resolve(ref)
@@ -79,7 +103,8 @@ def push(
     with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
         staged = Path(tmp) / "repo"
         files = stage_push(registry, entity, staged)
-        _write_card(staged, repo_id)
+        _write_card(staged, repo_id, license_id, api.endpoint)
+        _refuse_local_paths(registry, entity, staged)
         files = sorted([*files, CARD_FILE])
         if pushed:
             head = None

@@ -245,6 +245,8 @@ REGISTRY_SCHEMA = {
         "architecture?": str,
         "hidden_size?": int,
         "num_layers?": int,
+        "hub_id?": _STR_OR_NULL,
+        "hub_revision?": _STR_OR_NULL,
     },
     "artifact": {"sha256": str, "size?": int, "files": [{"path": str, "size": int, "sha256": str}]},
     "metrics?": [
@@ -262,6 +264,7 @@ REGISTRY_SCHEMA = {
             "split": str,
             "row_count": int,
             "fingerprint": str,
+            "hub_id?": _STR_OR_NULL,
             "label_distribution?": (Map(int), None),
         }
     ],

@@ -13,7 +13,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +76,28 @@ class _Staged:
     training_run: dict[str, Any]
     metrics: list[dict[str, Any]]
     datasets: list[dict[str, Any]]
-    members: list[E.AdapterVersion]
+    members: list[E.AdapterVersion | _Staged]
     head: dict[str, Any]
+    #: The artifact sha256 the pushing registry recorded (a renamed fusion gets another here).
+    upstream_sha: str = ""
+    #: The pushing registry's lineage graph, and its member refs -> artifact sha256.
+    lineage: dict[str, Any] = field(default_factory=dict)
+    ref_shas: dict[str, str] = field(default_factory=dict)
+    #: (repo_id, commit sha, revision) this was pulled from; set for fusion members.
+    origin: tuple[str, str, str] | None = None
+
+
+def check_registry_header(repo_id: str, meta: dict[str, Any]) -> None:
+    """Refuse a ``registry.json`` of another format or kind, or that breaks its schema."""
+    label = f"{REGISTRY_FILE} of {repo_id}"
+    if meta.get("format") != FORMAT or meta.get("kind") not in ("adapter", "fusion"):
+        raise InvalidInput(
+            f"{label} has format {printable(repr(meta.get('format')))}, kind "
+            f"{printable(repr(meta.get('kind')))}; this version reads {FORMAT} adapters and "
+            "fusions.",
+            hint="Upgrade adapter-registry, or pull an older revision of the repo.",
+        )
+    check_schema(meta, REGISTRY_SCHEMA, label)
 
 
 def _stage_registry_repo(
@@ -91,14 +111,7 @@ def _stage_registry_repo(
     task: str | None,
 ) -> _Staged:
     label = f"{REGISTRY_FILE} of {repo_id}"
-    if meta.get("format") != FORMAT or meta.get("kind") not in ("adapter", "fusion"):
-        raise InvalidInput(
-            f"{label} has format {printable(repr(meta.get('format')))}, kind "
-            f"{printable(repr(meta.get('kind')))}; this version reads {FORMAT} adapters and "
-            "fusions.",
-            hint="Upgrade adapter-registry, or pull an older revision of the repo.",
-        )
-    check_schema(meta, REGISTRY_SCHEMA, label)
+    check_registry_header(repo_id, meta)
     listing = list(meta["artifact"]["files"])
     expected_sha = str(meta["artifact"]["sha256"])
     task_meta = meta["task"]
@@ -147,17 +160,16 @@ def _stage_registry_repo(
         "artifact_sha256": expected_sha,
         "lineage": meta.get("lineage"),
     }
-    members: list[E.AdapterVersion] = []
     head: dict[str, Any] = {}
     config: dict[str, Any] = dict(meta.get("config") or {})
     if kind == "adapter":
         _check_adapter_config(repo_id, read_json(art / ADAPTER_CONFIG, f"{ADAPTER_CONFIG}"))
     if kind == "fusion":
-        members = _local_members(registry, repo_id, meta)
         fusion = meta.get("fusion") or {}
         config = dict(fusion.get("config") or {})
         head = dict(fusion.get("head") or {})
-        _rename_fusion_members(art, members)
+    ref_shas = {str(m.get("ref")): str(m["artifact_sha256"]) for m in meta.get("members") or []}
+    ref_shas[str(meta.get("ref"))] = expected_sha
     return _Staged(
         folder=art,
         kind=kind,
@@ -174,46 +186,77 @@ def _stage_registry_repo(
         training_run=run,
         metrics=list(meta.get("metrics") or []),
         datasets=list(meta.get("datasets") or []),
-        members=members,
+        members=[],
         head=head,
+        upstream_sha=expected_sha,
+        lineage=dict(meta.get("lineage") or {}) if isinstance(meta.get("lineage"), dict) else {},
+        ref_shas=ref_shas,
     )
 
 
-def _local_members(
-    registry: Registry, repo_id: str, meta: dict[str, Any]
-) -> list[E.AdapterVersion]:
+def plan_members(
+    registry: Registry, repo_id: str, meta: dict[str, Any], *, recursive: bool
+) -> list[tuple[dict[str, Any], E.AdapterVersion | None]]:
+    """Pair each member a fusion's ``registry.json`` lists with the local version of it.
+
+    A member this registry lacks pairs with None when ``recursive`` and it was pushed (it is
+    pulled with the fusion); otherwise NotFound names what to pull or push first.
+    """
     by_sha: dict[str, E.AdapterVersion] = {}
     for e in registry.list_entities(kind="adapter"):
         assert isinstance(e, E.AdapterVersion)
         by_sha.setdefault(e.artifact_sha256, e)
-    found: list[E.AdapterVersion] = []
+    plan: list[tuple[dict[str, Any], E.AdapterVersion | None]] = []
     missing: list[dict[str, Any]] = []
     for m in meta.get("members") or []:
         local = by_sha.get(str(m.get("artifact_sha256")))
-        if local is None:
+        plan.append((m, local))
+        if local is None and (not recursive or not m.get("hub")):
             missing.append(m)
-        else:
-            found.append(local)
     if missing:
         steps = []
         for m in missing:
             hub = (m.get("hub") or [])[-1:] or None
             if hub:
-                steps.append(f"adapter-registry pull {hub[0]['repo_id']}@{hub[0]['commit_sha']}")
+                steps.append(
+                    f"adapter-registry pull {printable(hub[0]['repo_id'])}@"
+                    f"{printable(hub[0]['commit_sha'])}"
+                )
             else:
-                steps.append(f"push {m.get('ref')} from the source registry, then pull it")
+                steps.append(
+                    f"push {printable(m.get('ref'))} from the source registry, then pull it"
+                )
         raise NotFound(
             f"The fusion in {repo_id} needs member adapters this registry does not have: "
-            + ", ".join(str(m.get("ref")) for m in missing)
+            + ", ".join(printable(m.get("ref")) for m in missing)
             + ".",
-            hint="Pull them first: " + "; ".join(steps),
+            hint=("Pull them first, or leave out --no-recursive: " if not recursive else "")
+            + "; ".join(steps),
         )
-    if not found:
+    if not plan:
         raise InvalidInput(f"{REGISTRY_FILE} of {repo_id} lists no fusion members.")
-    return found
+    return plan
 
 
-def _rename_fusion_members(art: Path, members: list[E.AdapterVersion]) -> None:
+def upstream_names(art: Path, count: int) -> list[str]:
+    """The member module names a staged fusion's layer was saved with (refused if odd)."""
+    config = read_json(art / FUSION_CONFIG, FUSION_CONFIG)
+    names = config.get("adapter_names")
+    if (
+        not isinstance(names, list)
+        or len(names) != count
+        or len(set(map(str, names))) != count
+        or not all(isinstance(n, str) and re.fullmatch(r"[A-Za-z0-9_]{1,200}", n) for n in names)
+    ):
+        raise InvalidInput(
+            f"{FUSION_CONFIG} names members {printable(repr(names))}; expected {count} distinct "
+            "module names.",
+            hint="The repo is damaged; pull another revision.",
+        )
+    return [str(n) for n in names]
+
+
+def rename_fusion_members(art: Path, members: list[E.AdapterVersion]) -> None:
     """Point a fusion's saved files at the module names its members get in this registry.
 
     Members load under ``name_vN`` (:func:`registry.loader.module_name`); when the pulled members
