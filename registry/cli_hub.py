@@ -63,6 +63,12 @@ def push(
     else:
         click.echo(f"Pushed {result.entity.ref} to {repo_id}@{branch}: commit {result.commit_sha}.")
         click.echo(f"Pull it pinned with: adapter-registry pull {repo_id}@{result.commit_sha}")
+    if result.members_not_on_hub and not as_json:
+        click.echo(
+            f"Note: members {', '.join(result.members_not_on_hub)} are not on the Hub, so the "
+            "card cannot link them and pull cannot fetch them with the fusion; push them, "
+            "then push this fusion again."
+        )
 
 
 @click.command("pull")

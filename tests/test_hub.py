@@ -776,6 +776,27 @@ def test_push_publishes_no_local_path_and_names_the_hub_base(
     assert meta["base_model"]["hub_id"] == "test-org/tiny-bert"
     assert {d["source"] for d in meta["datasets"]} == {"books-reviews"}
 
+    # Unchanged: a no-op. Another licence, or another eval, changes the card: a new commit.
+    first = hub_server.head("test-user/books")
+    code, out = run_cli(home, "push", "books@1", "--repo", "test-user/books", "--license", "mit")
+    assert code == 0 and "nothing to push" in out
+    code, out = run_cli(home, "push", "books@1", "--repo", "test-user/books")
+    assert code == 0 and hub_server.head("test-user/books") != first
+    assert (
+        "license"
+        not in ModelCard(
+            _pushed_bytes(hub_server, "test-user/books")["README.md"].decode()
+        ).data.to_dict()
+    )
+    second = hub_server.head("test-user/books")
+    code, out = run_cli(home, "eval", "books@1", "--data", str(data), "--split", "validation")
+    assert code == 0, out
+    code, out = run_cli(home, "push", "books@1", "--repo", "test-user/books")
+    assert code == 0 and hub_server.head("test-user/books") != second
+    card = ModelCard(_pushed_bytes(hub_server, "test-user/books")["README.md"].decode())
+    results = card.data.to_dict()["model-index"][0]["results"]
+    assert len(results) == 2  # still one entry per dataset and split
+
 
 # ---------------------------------------------------------------------- pull: base and rows
 def test_pull_needs_the_local_base_and_a_failed_pull_leaves_no_base_row(
@@ -824,9 +845,16 @@ def test_fusion_card_links_members_and_recursive_pull_imports_lineage(
                    config=TrainConfig(epochs=1, batch_size=16), init_from="books@1",
                    progress=False).version  # fmt: skip
     assert books2.ref == "books@2"
+    # Pushed before its members: the card cannot link them, and the push says so.
+    early = hub.push(src, "sentiment-fusion@1", "test-user/fusion")
+    assert early.members_not_on_hub == ("books@1", "movies@1")
+    card = _pushed_bytes(hub_server, "test-user/fusion")["README.md"].decode()
+    assert "- `books@1` (module `books_v1`): not on the Hub" in card
     commits = {ref: hub.push(src, ref, f"test-user/{ref.replace('@', '-v')}").commit_sha
                for ref in ("books@1", "books@2", "movies@1")}  # fmt: skip
-    fusion = hub.push(src, "sentiment-fusion@1", "test-user/fusion")
+    fusion = hub.push(src, "sentiment-fusion@1", "test-user/fusion")  # the card changed
+    assert not fusion.noop and fusion.commit_sha != early.commit_sha
+    assert fusion.members_not_on_hub == ()
     card = _pushed_bytes(hub_server, "test-user/fusion")["README.md"].decode()
     for ref in ("books@1", "movies@1"):
         repo = f"test-user/{ref.replace('@', '-v')}"
@@ -887,3 +915,30 @@ def test_fusion_card_links_members_and_recursive_pull_imports_lineage(
     code, out = run_cli(tmp_path / "other-home", "pull", "test-user/fusion")
     assert code == 0, out
     assert out.startswith("Pulled member books@1 with the fusion.\nPulled member movies@1")
+
+
+def test_a_fusion_member_link_to_other_weights_is_refused(
+    hub_server: HubServer, src: Registry, dst: Registry
+) -> None:
+    """The member repo and commit come from the fusion's registry.json: the sha must match."""
+    books = hub.push(src, "books@1", "test-user/books").commit_sha
+    movies = hub.push(src, "movies@1", "test-user/movies").commit_sha
+    hub.push(src, "sentiment-fusion@1", "test-user/fusion")
+    files = _pushed_bytes(hub_server, "test-user/fusion")
+    meta = json.loads(files["registry.json"])
+    assert meta["members"][0]["hub"][-1]["commit_sha"] == books
+    meta["members"][0]["hub"] = [{"repo_id": "test-user/movies", "commit_sha": movies}]
+    hub_server.commit_files_direct(
+        "test-user/fusion", {**files, "registry.json": json.dumps(meta).encode()}
+    )
+    before = snapshot(dst)
+    with pytest.raises(IntegrityError, match="not the .* the fusion records"):
+        hub.pull(dst, "test-user/fusion")
+    assert snapshot(dst) == before
+    meta["members"] = meta["members"] * 40
+    hub_server.commit_files_direct(
+        "test-user/fusion", {**files, "registry.json": json.dumps(meta).encode()}
+    )
+    with pytest.raises(InvalidInput, match="lists 80 fusion members; at most 64"):
+        hub.pull(dst, "test-user/fusion")
+    assert snapshot(dst) == before

@@ -9,7 +9,17 @@ config and weights, head and any other files of its artifact), plus:
 * ``registry.json``: what the registry knows (entity, task and labels, base model and revision,
   artifact file listing with sha256, metrics, dataset fingerprints, training run, lineage graph,
   and for a fusion its members with the Hub commits they were pushed to);
-* ``README.md``: a model card with YAML front matter (``library_name: adapters``).
+* ``README.md``: a model card whose front matter ``huggingface_hub.ModelCardData`` writes
+  (``library_name: adapters``, ``pipeline_tag``, ``license``, ``base_model`` with
+  ``base_model_relation: adapter`` when the base's Hub id is known, Hub ``datasets``, and a
+  ``model-index`` entry per dataset and split), with metrics, lineage and, for a fusion, links
+  to each member's repo and commit.
+
+Nothing pushed names a path of the pushing machine: a local base model and local data are
+named by their folder's name, and :func:`push` refuses if a staged file still holds the
+registry home, the base folder, a data path or the temp folder. On pull a local base model is
+found by ``base=`` or by a base model here with the same weights (sha256 of the weight files),
+and a fusion's missing members are pulled with it (``recursive``), in the same transaction.
 
 The artifact's ``.artifact.json`` integrity manifest is *not* uploaded: it is the local store's
 bookkeeping, and ``registry.json`` carries the same listing, which :func:`pull` checks every

@@ -69,6 +69,9 @@ class PushResult:
     commit_sha: str
     noop: bool
     files: list[str]
+    #: A fusion's members that are not on the Hub (its card cannot link them; pull cannot
+    #: fetch them with it).
+    members_not_on_hub: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary."""
@@ -81,6 +84,7 @@ class PushResult:
             "commit_sha": self.commit_sha,
             "noop": self.noop,
             "files": self.files,
+            "members_not_on_hub": list(self.members_not_on_hub),
         }
 
 

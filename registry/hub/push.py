@@ -6,12 +6,16 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import entities as E
-from ..errors import HubError, InvalidInput
+from ..errors import HubError, InvalidInput, RegistryError
 from .cards import build_metadata, check_license, local_paths, model_card
 from .common import _SHA, CARD_FILE, REGISTRY_FILE, PushResult, _hub_errors, validate_repo_id
+from .safety import DEFAULT_TIMEOUT_S
+
+#: The most bytes read back to compare a pushed card and registry.json with the staged ones.
+_CHECK_BYTES = 64 * 1024 * 1024
 
 if TYPE_CHECKING:
     from ..store import Registry
@@ -57,6 +61,26 @@ def _refuse_local_paths(registry: Registry, entity: E.Entity, dest: Path) -> Non
                 )
 
 
+def _unchanged(
+    staged: Path, folder: Path, repo_id: str, head: str, endpoint: str | None, token: Any
+) -> bool:
+    """True when the repo's card and registry.json at ``head`` equal the staged ones.
+
+    They change while the artifact does not: after a re-``eval``, another ``--license``, or a
+    fusion member's first push. Any failure to read them counts as changed (push again).
+    """
+    from .pull import _Fetcher
+
+    fetch = _Fetcher(repo_id, head, folder, endpoint, token, DEFAULT_TIMEOUT_S, _CHECK_BYTES)
+    try:
+        return all(
+            fetch(name).path.read_bytes() == (staged / name).read_bytes()
+            for name in (REGISTRY_FILE, CARD_FILE)
+        )
+    except RegistryError:
+        return False
+
+
 def push(
     registry: Registry,
     ref: str,
@@ -71,7 +95,8 @@ def push(
     """Upload an adapter version or fusion to ``repo_id`` on ``branch`` and record the commit.
 
     Pushing an artifact that was already pushed to that repo and branch, whose head is still
-    that commit, is a no-op. The repo is created when missing (``private`` applies then).
+    that commit with the same card and ``registry.json``, is a no-op. The repo is created when
+    missing (``private`` applies then).
 
     Args:
         endpoint: the Hub URL (default: ``HF_ENDPOINT`` / huggingface.co).
@@ -106,6 +131,8 @@ def push(
         _write_card(staged, repo_id, license_id, api.endpoint)
         _refuse_local_paths(registry, entity, staged)
         files = sorted([*files, CARD_FILE])
+        meta = json.loads((staged / REGISTRY_FILE).read_text(encoding="utf-8"))
+        alone = tuple(str(m["ref"]) for m in meta.get("members") or [] if not m["hub"])
         if pushed:
             head = None
             with _hub_errors(repo_id, f"reading {repo_id}@{branch}", endpoint, branch):
@@ -113,8 +140,12 @@ def push(
                     head = api.repo_info(repo_id, revision=branch).sha
                 except (RepositoryNotFoundError, RevisionNotFoundError):
                     head = None  # deleted since: push again
-            if head is not None and head == pushed[-1].commit_sha:
-                return PushResult(entity, repo_id, branch, head, True, files)
+            if (
+                head is not None
+                and head == pushed[-1].commit_sha
+                and _unchanged(staged, Path(tmp) / "head", repo_id, head, endpoint, token)
+            ):
+                return PushResult(entity, repo_id, branch, head, True, files, alone)
         with _hub_errors(repo_id, f"pushing {entity.ref} to {repo_id}@{branch}", endpoint, branch):
             api.create_repo(repo_id, private=private, exist_ok=True)
             if branch != "main":
@@ -140,4 +171,4 @@ def push(
     registry.record_hub_link(
         entity, repo_id=repo_id, commit_sha=commit, revision=branch, direction="push"
     )
-    return PushResult(entity, repo_id, branch, commit, False, files)
+    return PushResult(entity, repo_id, branch, commit, False, files, alone)

@@ -53,6 +53,8 @@ from .safety import (
 if TYPE_CHECKING:
     from ..store import Registry
 
+#: The most members a pulled fusion may list (each missing one is another repo to fetch).
+MAX_MEMBERS = 64
 #: Downloads one file of the repo (at the pinned commit) into the private download folder.
 Fetch = Callable[[str], Downloaded]
 
@@ -202,6 +204,13 @@ def plan_members(
     A member this registry lacks pairs with None when ``recursive`` and it was pushed (it is
     pulled with the fusion); otherwise NotFound names what to pull or push first.
     """
+    listed = meta.get("members") or []
+    if len(listed) > MAX_MEMBERS:
+        raise InvalidInput(
+            f"{REGISTRY_FILE} of {repo_id} lists {len(listed)} fusion members; at most "
+            f"{MAX_MEMBERS} are pulled.",
+            hint="The repo is damaged or hostile; pull another revision.",
+        )
     by_sha: dict[str, E.AdapterVersion] = {}
     for e in registry.list_entities(kind="adapter"):
         assert isinstance(e, E.AdapterVersion)
