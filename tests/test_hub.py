@@ -848,6 +848,8 @@ def test_fusion_card_links_members_and_recursive_pull_imports_lineage(
     # Pushed before its members: the card cannot link them, and the push says so.
     early = hub.push(src, "sentiment-fusion@1", "test-user/fusion")
     assert early.members_not_on_hub == ("books@1", "movies@1")
+    code, out = run_cli(src.settings.home, "push", "sentiment-fusion@1", "--repo", "test-user/f2")
+    assert code == 0 and "Note: members books@1, movies@1 are not on the Hub" in out
     card = _pushed_bytes(hub_server, "test-user/fusion")["README.md"].decode()
     assert "- `books@1` (module `books_v1`): not on the Hub" in card
     commits = {ref: hub.push(src, ref, f"test-user/{ref.replace('@', '-v')}").commit_sha
@@ -942,3 +944,33 @@ def test_a_fusion_member_link_to_other_weights_is_refused(
     with pytest.raises(InvalidInput, match="lists 80 fusion members; at most 64"):
         hub.pull(dst, "test-user/fusion")
     assert snapshot(dst) == before
+
+
+def test_pulled_lineage_never_rewrites_versions_already_here(
+    hub_server: HubServer, src: Registry, dst: Registry
+) -> None:
+    """Upstream edges are imported only into the versions a pull registers."""
+    hub.push(src, "movies@1", "test-user/movies")
+    hub.push(src, "books@1", "test-user/books")
+    movies = hub.pull(dst, "test-user/movies").entity
+    edges_before = dst.edges_of("adapter", movies.id)
+    files = _pushed_bytes(hub_server, "test-user/books")
+    meta = json.loads(files["registry.json"])
+    graph = meta["lineage"]
+    graph["nodes"].append({"key": "adapter:99", "kind": "adapter", "id": 99, "label": "movies@1",
+                           "artifact_sha256": movies.artifact_sha256})  # fmt: skip
+    graph["edges"] += [
+        {"parent": graph["root"], "child": "adapter:99", "relation": "warm_started_from"},
+        {"parent": "adapter:99", "child": graph["root"], "relation": "warm_started_from"},
+        {"parent": "adapter:99", "child": graph["root"], "relation": "made_up"},
+    ]
+    hub_server.commit_files_direct(
+        "test-user/books", {**files, "registry.json": json.dumps(meta).encode()}
+    )
+    books = hub.pull(dst, "test-user/books").entity
+    assert dst.edges_of("adapter", movies.id) == edges_before  # not rewritten
+    relations = {
+        (e.parent_kind, e.parent_id, e.relation) for e in dst.edges_of("adapter", books.id)
+    }
+    assert ("adapter", movies.id, "warm_started_from") in relations  # into the new version
+    assert all(r in ("warm_started_from", "pulled_from_hub") for _, _, r in relations)

@@ -398,12 +398,12 @@ def model_card(
     base_text = f"[`{hub_id}`]({endpoint.rstrip('/')}/{hub_id})" if hub_id else f"`{base['name']}`"
     if hub_id and hub_id != base["name"]:
         base_text += f" (a local copy, folder `{base['name']}`)"
-    what = "AdapterFusion layer" if is_fusion else f"`{method}` adapter"
+    what = "An AdapterFusion layer" if is_fusion else f"A `{method}` adapter"
     body = [
         "",
         f"# {meta['ref']}",
         "",
-        f"A {what} with a classification head for the task **{task['name']}** "
+        f"{what} with a classification head for the task **{task['name']}** "
         f"(labels: {', '.join(task['label_names'])}), trained with adapter-registry on the "
         f"frozen base model {base_text}: {base['num_layers']} layers, hidden size "
         f"{base['hidden_size']}, revision `{str(base['revision'])[:12]}`"
