@@ -10,9 +10,12 @@ registry for every seed. For each seed the benchmark trains, on CB's 250 trainin
 - ``fusion of sources + CB``: AdapterFusion over the sources and this seed's CB adapter
   (as in Pfeiffer et al. 2021, the target task's own adapter is a member).
 
-It reports mean ± sample std over the seeds of CB validation accuracy and macro-F1 (at the
-validation-selected epoch, and at the last epoch), the F1 of the rare ``neutral`` class, and
-wall times, to ``benchmarks/results/cb_quality.md``. Usage::
+Under the protocol (``benchmarks/PROTOCOL.md``): per seed a stratified dev split is carved out
+of CB train (``--dev-rows``); every choice (best epoch, the fusion's member order) is made on
+dev; numbers are reported on CB validation, which no choice sees (CB's test labels are hidden).
+It reports mean ± sample std over the seeds of accuracy and macro-F1 on validation at the
+dev-selected epoch and at the last epoch, the F1 of the rare ``neutral`` class, and wall times,
+to ``benchmarks/results/cb_quality.md``. Usage::
 
     PYTHONHASHSEED=0 .venv/bin/python -m benchmarks.cb_quality            # ~40 min, 2 cores
     PYTHONHASHSEED=0 .venv/bin/python -m benchmarks.cb_quality --quick    # smoke run
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_DATA_ROOT, REPO, RESULTS, machine_record, minilm_path
+from benchmarks.protocol import Ledger, make_splits
 
 SOURCES = ("mnli", "qqp", "qnli")
 TARGET = "cb"
@@ -57,6 +61,7 @@ class Result:
     epochs_run: int
     wall_s: float
     ref: str
+    dev_accuracy: float = float("nan")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="Train CB runs without the class-weighted loss (it is on by default).",
     )
+    p.add_argument("--dev-rows", type=int, default=50, help="CB dev rows carved out of train.")
+    p.add_argument(
+        "--cb-position",
+        choices=("dev", "first", "last"),
+        default="dev",
+        help="Where the CB adapter goes in the fusion's members: both orders are trained and "
+        "dev picks one (default), or a fixed position.",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
@@ -95,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = "0,1"
         args.source_rows, args.source_val_rows, args.source_epochs = 96, 48, 1
         args.cb_epochs = args.fusion_epochs = args.finetune_epochs = 1
-        args.max_length = 64
+        args.max_length, args.dev_rows = 64, 24
     return args
 
 
@@ -106,22 +119,81 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _result(
-    method: str, seed: int, metrics: dict[str, float], fit: Any, wall: float, ref: str
+    method: str,
+    seed: int,
+    metrics: dict[str, float],
+    fit: Any,
+    wall: float,
+    ref: str,
+    last: dict[str, float],
 ) -> Result:
-    last = fit.history[-1]
+    """One run: ``metrics`` on the report split at the dev-selected epoch, ``last`` at the last."""
+    best = fit.history[fit.best_epoch - 1] if fit.best_epoch >= 1 else fit.history[-1]
     return Result(
         method=method,
         seed=seed,
         accuracy=metrics["accuracy"],
         macro_f1=metrics["macro_f1"],
         neutral_f1=metrics.get("f1/neutral", 0.0),
-        last_accuracy=last.val_accuracy if last.val_accuracy is not None else float("nan"),
-        last_macro_f1=last.val_macro_f1 if last.val_macro_f1 is not None else float("nan"),
+        last_accuracy=last["accuracy"],
+        last_macro_f1=last["macro_f1"],
         best_epoch=fit.best_epoch,
         epochs_run=len(fit.history),
         wall_s=wall,
         ref=ref,
+        dev_accuracy=best.val_accuracy if best.val_accuracy is not None else float("nan"),
     )
+
+
+class EpochReports:
+    """Scores the model on the report rows after every epoch, for the last-epoch figure only.
+
+    ``registry.fitting.fit`` restores the dev-selected epoch before it returns, so the last
+    epoch's model is only seen inside it: while active, this wraps the trainer's per-epoch
+    evaluation (the dev split, which selects) and, after it, evaluates the same model on the
+    report rows. The report score is stored, never returned to the trainer: no choice sees it.
+    """
+
+    def __init__(self, report: list[Any], max_length: int) -> None:
+        self.report, self.max_length = report, max_length
+        self.scores: list[dict[str, float]] = []
+        self._in_fit = False
+
+    def __enter__(self) -> EpochReports:
+        import registry.fitting as fitting
+        from registry.data import make_batches
+
+        self._fit, self._eval = fitting.fit, fitting.evaluate_batches
+        real_fit, real_eval = self._fit, self._eval
+
+        def fit(*a: Any, **kw: Any) -> Any:
+            self.scores, self._in_fit = [], True
+            try:
+                return real_fit(*a, **kw)
+            finally:
+                self._in_fit = False
+
+        def evaluate(backbone: Any, batches: Any, labels: list[str]) -> dict[str, float]:
+            out = real_eval(backbone, batches, labels)
+            if self._in_fit:
+                rep = make_batches(
+                    backbone.tokenizer, self.report, labels, batch_size=64,
+                    max_length=self.max_length, shuffle=False, seed=0,
+                )[0]  # fmt: skip
+                self.scores.append(real_eval(backbone, rep, labels))
+            return out
+
+        fitting.fit, fitting.evaluate_batches = fit, evaluate
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import registry.fitting as fitting
+
+        fitting.fit, fitting.evaluate_batches = self._fit, self._eval
+
+    def last(self) -> dict[str, float]:
+        """Return the report scores of the last epoch trained."""
+        return self.scores[-1]
 
 
 def source_adapters(
@@ -177,15 +249,42 @@ def run_seed(
     registry: Any,
     args: argparse.Namespace,
     base: str,
-    cb: Path,
+    scratch: Path,
     sources: list[str],
     seed: int,
     log: Any,
+    ledger: Ledger,
 ) -> list[Result]:
-    """Train the four CB setups for one seed."""
+    """Train the four CB setups for one seed (train / dev of this seed; report on validation)."""
+    import json as _json
+
     from benchmarks.full_finetune import full_finetune
+    from benchmarks.streams import examples
     from registry.composer import FuseConfig, fuse
+    from registry.inference import evaluate_entity
     from registry.trainer import TrainConfig, train
+
+    splits = make_splits(args.data_root, TARGET, seed, dev_rows=args.dev_rows)
+    cb = ledger.train_folder(splits, scratch / f"{TARGET}-seed{seed}", "cb_quality")
+    report_rows = ledger.report(splits, "cb_quality")
+    report_dir = scratch / f"{TARGET}-report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"{splits.report_split}.jsonl").write_text(
+        "".join(_json.dumps(r) + "\n" for r in report_rows), encoding="utf-8"
+    )
+    # full fine-tuning registers nothing: it scores every labelled split of its folder after
+    # training, so its folder also holds the report rows (as ``test``; fit selects on dev)
+    ft_dir = scratch / f"{TARGET}-seed{seed}-ft"
+    ft_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "validation"):
+        (ft_dir / f"{name}.jsonl").write_bytes((cb / f"{name}.jsonl").read_bytes())
+    (ft_dir / "test.jsonl").write_bytes((report_dir / f"{splits.report_split}.jsonl").read_bytes())
+    tracker = EpochReports(examples(report_rows), args.max_length)
+
+    def report(ref: str) -> dict[str, float]:
+        return evaluate_entity(
+            registry, ref, str(report_dir), split=splits.report_split, record=False
+        )
 
     common: dict[str, Any] = {
         "batch_size": args.batch_size,
@@ -196,75 +295,88 @@ def run_seed(
     }
     results = []
     t0 = time.perf_counter()
-    metrics, fit = full_finetune(
-        TARGET,
-        cb,
-        base,
-        config=TrainConfig(
-            epochs=args.finetune_epochs,
-            lr=args.finetune_lr,
-            patience=args.finetune_epochs,
-            **common,
-        ),
-    )
+    with tracker:
+        metrics, fit = full_finetune(
+            TARGET,
+            ft_dir,
+            base,
+            config=TrainConfig(
+                epochs=args.finetune_epochs,
+                lr=args.finetune_lr,
+                patience=args.finetune_epochs,
+                **common,
+            ),
+        )
     results.append(
         _result(
             METHODS[0],
             seed,
-            metrics["validation"],
+            metrics["test"],
             fit,
             time.perf_counter() - t0,
             "(not registered)",
+            tracker.last(),
         )
     )
     t0 = time.perf_counter()
-    trained = train(
-        registry,
-        TARGET,
-        cb,
-        base,
-        config=TrainConfig(
-            epochs=args.cb_epochs,
-            lr=args.adapter_lr,
-            reduction_factor=args.reduction_factor,
-            patience=args.cb_epochs,
-            **common,
-        ),
-        progress=False,
-    )
+    with tracker:
+        trained = train(
+            registry,
+            TARGET,
+            cb,
+            base,
+            config=TrainConfig(
+                epochs=args.cb_epochs,
+                lr=args.adapter_lr,
+                reduction_factor=args.reduction_factor,
+                patience=args.cb_epochs,
+                **common,
+            ),
+            progress=False,
+        )
     results.append(
         _result(
             METHODS[1],
             seed,
-            trained.metrics["validation"],
+            report(trained.version.ref),
             trained.fit,
             time.perf_counter() - t0,
             trained.version.ref,
+            tracker.last(),
         )
     )
     fcfg = FuseConfig(
         epochs=args.fusion_epochs, lr=args.fusion_lr, patience=args.fusion_epochs, **common
     )
-    for method, members, name in (
-        (METHODS[2], sources, f"cb-sources-s{seed}"),
-        # The CB adapter goes first: the fusion head starts from the LAST member whose label set
-        # is CB's, so it starts from MNLI's head, which predicts `neutral`. Starting from the CB
-        # adapter's own head (CB last), the fusion followed that adapter and never predicted
-        # `neutral` (see benchmarks/results/cb_quality.md, follow-up).
-        (METHODS[3], [trained.version.ref, *sources], f"cb-all-s{seed}"),
-    ):
+    cb_ref = trained.version.ref
+    # The fusion head starts from the LAST member whose label set is CB's; where the CB adapter
+    # goes changes the start. The position is chosen on dev (both trained), never on validation.
+    orders = {"first": [cb_ref, *sources], "last": [*sources, cb_ref]}
+    positions = ["first", "last"] if args.cb_position == "dev" else [args.cb_position]
+    candidates = [(METHODS[2], sources, f"cb-sources-s{seed}", "")] + [
+        (METHODS[3], orders[p], f"cb-all-{p}-s{seed}", p) for p in positions
+    ]
+    picked: dict[str, Result] = {}
+    for method, members, name, pos in candidates:
         t0 = time.perf_counter()
-        fused = fuse(registry, TARGET, members, cb, name=name, config=fcfg, progress=False)
-        results.append(
-            _result(
-                method,
-                seed,
-                fused.metrics["validation"],
-                fused.fit,
-                time.perf_counter() - t0,
-                fused.fusion.ref,
-            )
+        with tracker:
+            fused = fuse(registry, TARGET, members, cb, name=name, config=fcfg, progress=False)
+        r = _result(
+            method,
+            seed,
+            report(fused.fusion.ref),
+            fused.fit,
+            time.perf_counter() - t0,
+            fused.fusion.ref + (f" (CB {pos})" if pos else ""),
+            tracker.last(),
         )
+        if method not in picked or r.dev_accuracy > picked[method].dev_accuracy:
+            if method in picked:
+                r.wall_s += picked[method].wall_s
+            picked[method] = r
+        else:
+            picked[method].wall_s += r.wall_s
+    results.extend(picked.values())
     for r in results:
         log(
             f"seed {seed} {r.method}: accuracy {r.accuracy:.3f}, macro-F1 {r.macro_f1:.3f}, "
@@ -321,9 +433,11 @@ def write_report(
         "# CB quality over seeds (MiniLM-L6, CPU)",
         "",
         f"CommitmentBank validation (56 rows: 23 contradiction, 28 entailment, 5 neutral), mean ± "
-        f"sample std over seeds {', '.join(map(str, seeds))}. Scores are at the epoch the "
-        "registry keeps (best validation accuracy, as the trainer selects it; CB has no separate "
-        "labelled test split, so this selection is optimistic) and at the last epoch.",
+        f"sample std over seeds {', '.join(map(str, seeds))}, under benchmarks/PROTOCOL.md: per "
+        f"seed {args.dev_rows} dev rows are carved out of CB train (stratified, seeded), every "
+        "choice (best epoch, the CB adapter's place among the fusion's members) is made on dev, "
+        "and validation is only reported on. Scores at the dev-selected epoch and at the last "
+        "epoch (both on validation).",
         "",
         "| method | accuracy | macro-F1 | neutral F1 | last-epoch accuracy "
         "| last-epoch macro-F1 | wall s / seed |",
@@ -356,14 +470,15 @@ def write_report(
         "",
         "## Every run",
         "",
-        "| seed | method | registered as | accuracy | macro-F1 | neutral F1 "
+        "| seed | method | registered as | dev accuracy | accuracy | macro-F1 | neutral F1 "
         "| best epoch / run | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.seed} | {r.method} | {r.ref} | {r.accuracy:.3f} | {r.macro_f1:.3f} "
-            f"| {r.neutral_f1:.2f} | {r.best_epoch}/{r.epochs_run} | {r.wall_s:.0f} |"
+            f"| {r.seed} | {r.method} | {r.ref} | {r.dev_accuracy:.3f} | {r.accuracy:.3f} "
+            f"| {r.macro_f1:.3f} | {r.neutral_f1:.2f} | {r.best_epoch}/{r.epochs_run} "
+            f"| {r.wall_s:.0f} |"
         )
     settings = {k: str(v) for k, v in vars(args).items() if k not in ("out", "home", "data_root")}
     model = (
@@ -392,7 +507,6 @@ def main(argv: list[str] | None = None) -> list[Result]:
     """Run the benchmark and write its report."""
     args = parse_args(argv)
     import torch
-    from cb_fusion import labelled_target
 
     from registry.store import Registry
 
@@ -408,10 +522,12 @@ def main(argv: list[str] | None = None) -> list[Result]:
 
     log(f"registry at {home}; {torch.get_num_threads()} threads")
     sources = source_adapters(registry, args, base, scratch, log)
-    cb = labelled_target(args.data_root / TARGET, scratch / TARGET)
+    ledger = Ledger()
     results: list[Result] = []
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
-        results.extend(run_seed(registry, args, base, cb, [s[0] for s in sources], seed, log))
+        results.extend(
+            run_seed(registry, args, base, scratch, [s[0] for s in sources], seed, log, ledger)
+        )
     registry.close()
     text = write_report(
         args, base, sources, results, time.perf_counter() - started, torch.get_num_threads()

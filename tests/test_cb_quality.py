@@ -64,7 +64,7 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
         "--data-root", str(root), "--base", str(tiny_base_dir), "--home", str(home),
         "--seeds", "0,1", "--source-rows", "16", "--source-val-rows", "8",
         "--source-epochs", "1", "--cb-epochs", "2", "--fusion-epochs", "1",
-        "--finetune-epochs", "1", "--max-length", "32", "--threads", "1",
+        "--finetune-epochs", "1", "--max-length", "32", "--threads", "1", "--dev-rows", "6",
         "--out", str(tmp_path / "first.md"),
     ]  # fmt: skip
     results = cb_quality.main(argv)
@@ -84,10 +84,14 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
         fusions = reg.list_entities(task="cb", kind="fusion")
     assert all(len(v) == 1 for v in sources_before.values())
     # each seed's sources+CB fusion has the sources and that seed's own CB adapter as members
-    all_members = [f.members for f in fusions if f.name.startswith("cb-all-")]
-    assert len(all_members) == 2 and all(len(m) == 4 for m in all_members)
-    assert all_members[0][1:] == all_members[1][1:] and all_members[0][0] != all_members[1][0]
-    assert all(m[0].startswith("cb@") for m in all_members)
+    # (both places of the CB adapter are trained; dev picks the one reported)
+    first = [f.members for f in fusions if f.name.startswith("cb-all-first-")]
+    last = [f.members for f in fusions if f.name.startswith("cb-all-last-")]
+    assert len(first) == len(last) == 2 and all(len(m) == 4 for m in first + last)
+    assert first[0][1:] == first[1][1:] and first[0][0] != first[1][0]
+    assert all(m[0].startswith("cb@") for m in first) and all(m[-1].startswith("cb@") for m in last)
+    reported = [r.ref for r in results if r.method == cb_quality.METHODS[3]]
+    assert len(reported) == 2 and all("(CB first)" in r or "(CB last)" in r for r in reported)
 
     # a second run on the same registry reuses the source adapters instead of training again
     cb_quality.main([*argv[:-1], str(tmp_path / "second.md"), "--seeds", "2"])
