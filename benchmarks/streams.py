@@ -105,8 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = "0"
         args.train_rows, args.dev_rows, args.report_rows = 32, 16, 16
         args.epochs, args.max_length = 1, 32
-        if args.stream == "task":
-            args.tag = args.tag or "quick"
+        if args.out_dir == RESULTS:  # a smoke run never overwrites the real results
+            args.out_dir = RESULTS / "quick"
     return args
 
 
