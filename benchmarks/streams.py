@@ -59,6 +59,8 @@ TASK_ORDERS = {
 }
 DEFAULT_DOMAINS = ["yelp5", "amazon5"]
 METHODS = ("registry", "seq-ft", "seq-ft-replay", "adapter", "joint")
+#: variants of the registry's method, run on request (``--methods``); domain streams only
+VARIANTS = ("registry-warm",)
 
 
 @dataclass
@@ -402,8 +404,14 @@ def _tensor_count(folder: Path) -> tuple[int, int]:
     return count, size
 
 
-def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
-    """The registry's API with its defaults; returns the run and the single-task accuracies."""
+def run_registry(
+    stream: Stream, base: str, method: str = "registry"
+) -> tuple[MethodRun, list[float]]:
+    """The registry's API with its defaults; returns the run and the single-task accuracies.
+
+    ``registry-warm``: ``update`` with ``warm_start=True`` (each new version starts from the
+    current one's weights), everything else at its default.
+    """
     from registry.configs import FuseConfig, TrainConfig
     from registry.continual import production_entity, update
     from registry.inference import evaluate_entity
@@ -412,7 +420,7 @@ def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
 
     args, seed = stream.args, stream.seed
     t0 = time.perf_counter()
-    home = stream.scratch / f"registry-{seed}"
+    home = stream.scratch / f"{method}-{seed}"
     reg = Registry.init(home)
     tcfg = TrainConfig(
         epochs=args.epochs, lr=args.adapter_lr, batch_size=args.batch_size,
@@ -427,7 +435,7 @@ def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
     for j in range(n):
         d = stream.scratch / f"report-{seed}" / stream.names[j]
         d.mkdir(parents=True, exist_ok=True)
-        rows = stream.report_rows(j, "registry")
+        rows = stream.report_rows(j, method)
         (d / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         report_dirs.append(d)
 
@@ -444,7 +452,7 @@ def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
     refs: list[str] = []  # the model that answers step j's data (task streams: its own task)
     for i, name in enumerate(stream.names):
         folder = stream.ledger.train_folder(
-            stream.splits[i], stream.scratch / f"data-{seed}" / name, "registry"
+            stream.splits[i], stream.scratch / f"data-{seed}" / name, method
         )
         task = name if args.stream == "task" else "stream"
         made = []
@@ -463,6 +471,7 @@ def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
                 fuse_config=fcfg,
                 seed=seed,
                 progress=args.progress,
+                **({"warm_start": True} if method == "registry-warm" else {}),
             )
             made += [e for e in (res.adapter, res.fusion) if e is not None]
             single.append(acc(res.adapter.ref, i) if res.adapter is not None else math.nan)
@@ -481,7 +490,7 @@ def run_registry(stream: Stream, base: str) -> tuple[MethodRun, list[float]]:
         print(f"[registry seed {seed}] after {name}: {_fmt_row(row)}", flush=True)
     reg.close()
     return MethodRun(
-        "registry", seed, matrix, time.perf_counter() - t0, params, storage, [], notes
+        method, seed, matrix, time.perf_counter() - t0, params, storage, [], notes
     ), single
 
 
@@ -562,7 +571,9 @@ def write_report(
         f"{args.epochs} epochs per step with early stopping on dev (patience {args.patience}); "
         "lr: adapter "
         f"{args.adapter_lr}, full fine-tuning {args.full_lr}, fusion {args.fusion_lr}",
-        f"- wall time so far: {(time.perf_counter() - started) / 60:.1f} min",
+        f"- wall time so far: {(time.perf_counter() - started) / 60:.1f} min; load average when "
+        f"written {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared: "
+        "other engineers' test runs ran beside this one)",
         "",
         "## Summary (report split, mean ± std over seeds)",
         "",
@@ -608,7 +619,13 @@ def write_report(
             mat.to_markdown(),
             "",
         ]
-    notes = [f"- seed {r.seed}: {n}" for r in by_method.get("registry", []) for n in r.notes]
+    notes = [
+        f"- {m}, seed {r.seed}: {n}"
+        for m, rs in by_method.items()
+        if m.startswith("registry")
+        for r in rs
+        for n in r.notes
+    ]
     if notes:
         lines += ["### registry log", "", *notes, ""]
     md = out_dir / f"streams_{name}.md"
@@ -632,7 +649,10 @@ SIZE_KEYS = ("train_rows", "dev_rows", "report_rows", "epochs", "patience", "max
 
 
 def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, list[float]]]:
-    """Runs of other seeds already in this stream's JSON at the same sizes (run seed by seed)."""
+    """Runs already in this stream's JSON at the same sizes that this invocation does not redo.
+
+    So a stream can be run seed by seed, or a method added later, into one results file.
+    """
     path = args.out_dir / f"streams_{stream_name(args)}.json"
     if not path.exists():
         return [], {}
@@ -640,8 +660,15 @@ def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, l
     if any(old["args"].get(k) != str(getattr(args, k)) for k in SIZE_KEYS):
         return [], {}
     seeds = {int(s) for s in args.seeds.split(",")}
-    runs = [MethodRun(**r) for r in old["runs"] if r["seed"] not in seeds]
-    singles = {int(k): v for k, v in old["single"].items() if int(k) not in seeds}
+    methods = set(args.methods.split(","))
+    runs = [
+        MethodRun(**r) for r in old["runs"] if not (r["seed"] in seeds and r["method"] in methods)
+    ]
+    singles = {
+        int(k): v
+        for k, v in old["single"].items()
+        if not (int(k) in seeds and "registry" in methods)
+    }
     return runs, singles
 
 
@@ -655,8 +682,10 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
     base = args.base or str(minilm_path())
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        if m not in METHODS:
-            raise SystemExit(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+        if m not in METHODS + VARIANTS:
+            raise SystemExit(f"unknown method {m!r}; valid: {', '.join(METHODS + VARIANTS)}")
+        if m in VARIANTS and args.stream == "task":
+            raise SystemExit(f"{m} is for domain streams (one task, several update steps)")
     started = time.perf_counter()
     ledger = Ledger()
     runs, singles = earlier_runs(args)
@@ -666,6 +695,8 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
             for m in methods:
                 if m == "registry":
                     run, singles[seed] = run_registry(stream, base)
+                elif m in VARIANTS:
+                    run, _ = run_registry(stream, base, m)
                 else:
                     run = run_baseline(stream, m, base)
                 runs.append(run)
