@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install test test-all lint browser demo bench bench-quick mutants clean
+.PHONY: install test test-all lint browser s3server demo bench bench-quick mutants clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ browser:
 	    chromium chromium-driver >/dev/null) || \
 	  echo "browser: chromium could not be installed; the UI browser tests will skip"
 
+# An S3-compatible server for the artifact-store tests: SeaweedFS (Debian's seaweedfs-bin) where
+# the Debian release packages it. Debian 12 does not, and then the tests start moto's standalone
+# server instead (moto[server], a test dependency that `install` brings). Best effort, never fails.
+s3server:
+	@command -v weed >/dev/null 2>&1 || ! apt-cache show seaweedfs-bin >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq seaweedfs-bin >/dev/null 2>&1 || \
+	  echo "s3server: seaweedfs-bin could not be installed; the S3 tests use moto's server"
+
 # PostgreSQL for the team-scale tests: each test creates (and drops) its own database and role
 # there. ADAPTER_REGISTRY_TEST_PG from the environment wins (it may carry a password); otherwise
 # the local server is used when it is up.
@@ -42,11 +50,11 @@ endif
 
 # The default suite, then the slow one (crash loops, parallel writers, real training); pytest exits
 # 5 when no test is marked slow, which is not a failure.
-test: install lint browser
+test: install lint browser s3server
 	$(PG_ENV) $(VENV)/bin/pytest -q
 	$(PG_ENV) $(VENV)/bin/pytest -q -m 'slow and not gpu' || test $$? -eq 5
 
-test-all: install lint browser
+test-all: install lint browser s3server
 	$(PG_ENV) $(VENV)/bin/pytest -q -m ''
 
 # Mutation testing (mutmut, the `mutants` extra) over the artifact store and drift's decision:

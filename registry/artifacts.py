@@ -6,16 +6,29 @@ content always lands in the same place: ``<root>/<sha[:2]>/<sha>/``. Writes go t
 folder, every file is fsynced, and one ``rename`` publishes the whole folder, so a crash leaves
 either nothing or a complete artifact (plus, at worst, a temporary folder that ``gc`` removes).
 Published folders are made read-only, and every load re-hashes the bytes.
+
+Every temporary folder (a write's, and the staging folders that ``train``, ``fuse`` and ``pull``
+build their files in: :meth:`ArtifactStore.staging`) lives under ``<root>/tmp`` and is held by an
+``flock`` while its process is alive, so ``gc`` finds what a SIGKILL left behind and never takes
+a folder that a live process still writes. Reusing a published folder refreshes its age, so the
+grace period of ``gc`` also covers an old orphan that a new write is about to reference.
+
+This is the local backend; :mod:`registry.artifact_store` holds the fsspec one (S3 and others)
+and picks between them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +72,19 @@ class StoredArtifact:
     size: int
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """What an interrupted write left behind: where it is and its age in seconds."""
+
+    location: str
+    age: float
+
+
+def manifest_bytes(digest: str, entries: list[dict[str, object]]) -> bytes:
+    """Return the bytes of an artifact's manifest (the same in every backend)."""
+    return json.dumps({"sha256": digest, "files": entries}, indent=1, sort_keys=True).encode()
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -93,45 +119,82 @@ class ArtifactStore:
         size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
         final = self.path_for(digest)
         if final.exists():
+            self.touch(digest)  # reused: gc's grace period starts again
             self.verify(digest)
             return StoredArtifact(digest, final, size)
-        tmp_root = self.root / "tmp"
-        tmp = tmp_root / f"{digest[:12]}-{uuid.uuid4().hex}"
+        with self._staging_folder(f"{digest[:12]}-{uuid.uuid4().hex}") as tmp:
+            try:
+                for entry in entries:
+                    rel = str(entry["path"])
+                    dst = tmp / rel
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    with open(source / rel, "rb") as src_fh, open(dst, "wb") as dst_fh:
+                        shutil.copyfileobj(src_fh, dst_fh, _CHUNK)
+                        dst_fh.flush()
+                        os.fsync(dst_fh.fileno())
+                with open(tmp / MANIFEST, "wb") as fh:
+                    fh.write(manifest_bytes(digest, entries))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if file_listing_digest(tmp) != digest:  # the source changed under us
+                    raise IntegrityError(f"Artifact source changed while being stored: {source}")
+                _make_read_only(tmp)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not final.exists():  # a concurrent writer published the same bytes: fine
+                        raise
+                _fsync_dir(final.parent)
+            except OSError as err:  # e.g. the disk filled up while copying
+                raise _not_writable(self.root, err) from err
+        return StoredArtifact(digest, final, size)
+
+    @contextlib.contextmanager
+    def staging(self, prefix: str = "stage") -> Iterator[Path]:
+        """Yield a fresh, empty folder under ``<root>/tmp`` to build files in, removed after.
+
+        Unlike the system's temp dir, ``gc`` sees it: a SIGKILL leaves it where ``gc`` removes
+        it, and while this process lives its lock keeps ``gc`` away.
+        """
+        with self._staging_folder(f"{prefix}-{uuid.uuid4().hex}") as folder:
+            yield folder
+
+    @contextlib.contextmanager
+    def _staging_folder(self, name: str) -> Iterator[Path]:
+        tmp = self.root / "tmp" / name
         try:
-            tmp_root.mkdir(parents=True, exist_ok=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
+            fd = os.open(tmp, os.O_RDONLY)
         except OSError as err:  # a read-only home, or no permission
             raise _not_writable(self.root, err) from err
         try:
-            for entry in entries:
-                rel = str(entry["path"])
-                dst = tmp / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                with open(source / rel, "rb") as src_fh, open(dst, "wb") as dst_fh:
-                    shutil.copyfileobj(src_fh, dst_fh, _CHUNK)
-                    dst_fh.flush()
-                    os.fsync(dst_fh.fileno())
-            manifest = {"sha256": digest, "files": entries}
-            with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
-                json.dump(manifest, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if file_listing_digest(tmp) != digest:  # the source changed under us
-                raise IntegrityError(f"Artifact source changed while being stored: {source}")
-            _make_read_only(tmp)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not final.exists():  # a concurrent writer published the same bytes: fine
-                    raise
-            _fsync_dir(final.parent)
-        except OSError as err:  # e.g. the disk filled up while copying
-            raise _not_writable(self.root, err) from err
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when the process dies
+            yield tmp
         finally:
-            if tmp.exists():
-                _remove_tree(tmp)
-        return StoredArtifact(digest, final, size)
+            try:
+                if tmp.exists():
+                    _remove_tree(tmp)
+            finally:
+                os.close(fd)
+
+    def exists(self, sha256: str) -> bool:
+        """Return True when the artifact is published here (its bytes are not checked)."""
+        return self.path_for(sha256).is_dir()
+
+    def location(self, sha256: str) -> str:
+        """Return where the artifact lives, for display."""
+        return str(self.path_for(sha256))
+
+    def touch(self, sha256: str) -> None:
+        """Restart the artifact's age (see :meth:`age`); a missing one is ignored."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path_for(sha256))
+
+    def age(self, sha256: str) -> float:
+        """Return the seconds since the artifact was published or last reused."""
+        return time.time() - self.path_for(sha256).stat().st_mtime
 
     def open(self, sha256: str, what: str = "artifact") -> Path:
         """Return the folder of a verified artifact.
@@ -198,9 +261,28 @@ class ArtifactStore:
         return sorted(ids)
 
     def temp_leftovers(self) -> list[Path]:
-        """Return temporary folders left behind by interrupted writes."""
+        """Return temporary folders left behind by interrupted writes.
+
+        A folder whose writer is still alive (it holds the folder's lock) is not a leftover.
+        """
         tmp = self.root / "tmp"
-        return sorted(tmp.iterdir()) if tmp.is_dir() else []
+        return sorted(p for p in tmp.iterdir() if not _in_use(p)) if tmp.is_dir() else []
+
+    def leftovers(self) -> list[Leftover]:
+        """Return what interrupted writes left behind, with ages (for ``gc`` and ``verify``)."""
+        now = time.time()
+        out = []
+        for path in self.temp_leftovers():
+            with contextlib.suppress(FileNotFoundError):
+                out.append(Leftover(str(path), now - path.lstat().st_mtime))
+        return out
+
+    def remove_leftover(self, location: str) -> None:
+        """Delete a leftover that :meth:`leftovers` listed."""
+        path = Path(location)
+        if path.parent != self.root / "tmp":
+            raise InvalidInput(f"Not a leftover of this artifact store: {location}")
+        _remove_tree(path)
 
     def remove(self, sha256: str) -> int:
         """Delete an artifact folder and return the bytes freed."""
@@ -224,6 +306,21 @@ def _not_writable(root: Path, err: OSError) -> InvalidInput:
 def file_listing_digest(folder: Path) -> str:
     """Return the artifact id that a folder's current files would have."""
     return tree_digest(_listing(folder))
+
+
+def _in_use(path: Path) -> bool:
+    """Return True when a live process holds the lock of a temporary folder."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def _make_read_only(folder: Path) -> None:

@@ -55,7 +55,9 @@ def _registry(ctx: click.Context, create: bool = False) -> Any:
     from .store import Registry
 
     obj = ctx.find_root().obj or {}
-    return Registry.open(obj.get("home"), obj.get("db"), create=create)
+    return Registry.open(
+        obj.get("home"), obj.get("db"), create=create, artifacts=obj.get("artifacts")
+    )
 
 
 def _read(ctx: click.Context, body: Callable[[Any], T]) -> T:
@@ -70,7 +72,9 @@ def _read(ctx: click.Context, body: Callable[[Any], T]) -> T:
     if fastread.enabled():
         obj = ctx.find_root().obj or {}
         try:
-            with fastread.SqliteReader(load_settings(obj.get("home"), obj.get("db"))) as reader:
+            with fastread.SqliteReader(
+                load_settings(obj.get("home"), obj.get("db"), obj.get("artifacts"))
+            ) as reader:
                 return body(reader)
         except fastread.Fallback:
             pass
@@ -116,9 +120,15 @@ def _check_home(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--db", envvar="ADAPTER_REGISTRY_DB", help="SQLAlchemy database URL (default: SQLite in HOME)."
 )
+@click.option(
+    "--artifacts",
+    envvar="ADAPTER_REGISTRY_ARTIFACTS",
+    help="Artifact store: a folder or an fsspec URL such as s3://bucket/prefix "
+    "(default: HOME/artifacts). A team shares one, with one database.",
+)
 @click.version_option(__version__, prog_name="adapter-registry")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, db: str | None) -> None:
+def cli(ctx: click.Context, home: Path | None, db: str | None, artifacts: str | None) -> None:
     """Register, train, fuse and share task adapters on frozen encoders.
 
     \b
@@ -127,7 +137,7 @@ def cli(ctx: click.Context, home: Path | None, db: str | None) -> None:
       adapter-registry train sentiment --data data/books --base ./minilm
       adapter-registry list
     """
-    ctx.obj = {"home": home, "db": db}
+    ctx.obj = {"home": home, "db": db, "artifacts": artifacts or None}
 
 
 # ---------------------------------------------------------------------- set-up
@@ -142,10 +152,12 @@ def init(ctx: click.Context) -> None:
     """
     from .store import Registry
 
-    registry = Registry.init(ctx.obj["home"], ctx.obj["db"])
+    registry = Registry.init(ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"])
     click.echo(
         f"Registry ready at {registry.settings.home} "
-        f"(database {registry.settings.redacted_url()}, schema {registry.db.current_revision()})."
+        f"(database {registry.settings.redacted_url()}, "
+        f"artifacts {registry.settings.artifacts_location}, "
+        f"schema {registry.db.current_revision()})."
     )
 
 
@@ -316,7 +328,7 @@ def _show_data(registry: Any, ref: str) -> tuple[Any, Any, dict[str, Any]]:
         if (a.target_kind, a.target_id) == (entity.kind, entity.id)
     ]
     data["hub_links"] = [h.to_dict() for h in registry.hub_links(entity)]
-    data["artifact_path"] = str(registry.artifacts.path_for(entity.artifact_sha256))
+    data["artifact_path"] = registry.artifacts.location(entity.artifact_sha256)
     return entity, base, data
 
 

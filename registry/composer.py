@@ -12,7 +12,6 @@ included) is re-hashed as proof that nothing registered changed.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,7 +328,7 @@ def _fuse_and_register(
         progress=progress,
         desc=f"fuse {plan.name}",
     )
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-") as tmp:
+    with registry.artifacts.staging("fuse") as tmp:
         art = Path(tmp) / "fusion"
         backbone.save_fusion(names, art, FUSION_HEAD)
         write_manifest(art, plan, names, fusion_config, cfg)

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from . import entities as E
-from .artifacts import ArtifactStore
+from .artifact_store import open_artifact_store
 from .settings import SCHEMA_HEAD, Settings
 
 FAST_READ_ENV = "ADAPTER_REGISTRY_FAST_READ"
@@ -59,7 +59,7 @@ class SqliteReader:
         if path is None or not path.is_file():
             raise Fallback("not a SQLite file")
         self.settings = settings
-        self.artifacts = ArtifactStore(settings.artifact_root)
+        self.artifacts = open_artifact_store(settings)
         try:
             self.conn = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=10.0)
             row = self.conn.execute("SELECT version_num FROM alembic_version").fetchone()

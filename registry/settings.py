@@ -3,6 +3,9 @@
 ``ADAPTER_REGISTRY_HOME`` (default ``~/.adapter-registry``) holds ``registry.db`` and
 ``artifacts/``.
 ``ADAPTER_REGISTRY_DB`` overrides the database with any SQLAlchemy URL (e.g. PostgreSQL).
+``ADAPTER_REGISTRY_ARTIFACTS`` overrides where artifacts are stored: another folder, or any fsspec
+URL such as ``s3://bucket/prefix`` (see :mod:`registry.artifact_store`); a team sharing one
+database shares one store this way.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 HOME_ENV = "ADAPTER_REGISTRY_HOME"
 DB_ENV = "ADAPTER_REGISTRY_DB"
 DEBUG_ENV = "ADAPTER_REGISTRY_DEBUG"
+ARTIFACTS_ENV = "ADAPTER_REGISTRY_ARTIFACTS"
 
 #: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it against
 #: the scripts; it lives here so that neither the store nor the fast reader imports Alembic.
@@ -27,11 +31,26 @@ class Settings:
 
     home: Path
     db_url: str
+    #: Where artifacts are stored when not in ``home/artifacts``: a folder or an fsspec URL.
+    artifacts_url: str | None = None
 
     @property
     def artifact_root(self) -> Path:
-        """Return the folder that holds content-addressed artifacts."""
+        """Return the folder that holds content-addressed artifacts (local stores).
+
+        With a remote store (an fsspec URL) this folder is unused; the store's local cache is
+        ``home/cache/artifacts``.
+        """
+        url = self.artifacts_url
+        if url is not None and ("://" not in url or url.startswith("file://")):
+            return Path(url.removeprefix("file://")).expanduser().absolute()
         return self.home / "artifacts"
+
+    @property
+    def artifacts_location(self) -> str:
+        """Return where artifacts are stored, for display: a folder or a URL."""
+        url = self.artifacts_url
+        return str(self.artifact_root) if url is None or "://" not in url else url
 
     @property
     def is_sqlite(self) -> bool:
@@ -58,12 +77,15 @@ class Settings:
         return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
-def load_settings(home: str | Path | None = None, db_url: str | None = None) -> Settings:
+def load_settings(
+    home: str | Path | None = None, db_url: str | None = None, artifacts: str | None = None
+) -> Settings:
     """Resolve settings from arguments, then the environment, then defaults."""
     home_path = Path(home or os.environ.get(HOME_ENV) or Path.home() / ".adapter-registry")
     home_path = home_path.expanduser()
     url = db_url or os.environ.get(DB_ENV) or f"sqlite:///{(home_path / 'registry.db').absolute()}"
-    return Settings(home=home_path.absolute(), db_url=url)
+    store = artifacts or os.environ.get(ARTIFACTS_ENV) or None
+    return Settings(home=home_path.absolute(), db_url=url, artifacts_url=store)
 
 
 def debug_enabled() -> bool:

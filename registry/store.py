@@ -8,11 +8,11 @@ unreferenced artifact (``gc`` removes it) but never a row without its files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session
 
 from . import entities as E
-from .artifacts import ArtifactStore
+from .artifact_store import ensure_published, hold_artifact_lock, open_artifact_store
 from .db import Database, translate_db_error, with_retries
 from .errors import (
     AlreadyExists,
@@ -145,7 +145,7 @@ class Registry:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db
-        self.artifacts = ArtifactStore(settings.artifact_root)
+        self.artifacts = open_artifact_store(settings)
         self._joined = threading.local()  # the session of a transaction() in progress
 
     # ------------------------------------------------------------------ opening
@@ -156,13 +156,14 @@ class Registry:
         db_url: str | None = None,
         *,
         create: bool = False,
+        artifacts: str | None = None,
     ) -> Registry:
         """Open a registry; with ``create=True`` a missing one is initialised.
 
         Raises:
             SchemaOutOfDate: the database exists but is not at this code's schema revision.
         """
-        settings = load_settings(home, db_url)
+        settings = load_settings(home, db_url, artifacts)
         if create:
             _make_home(settings.home)
         elif settings.is_sqlite and settings.sqlite_path and not settings.sqlite_path.exists():
@@ -184,9 +185,15 @@ class Registry:
         return registry
 
     @classmethod
-    def init(cls, home: str | Path | None = None, db_url: str | None = None) -> Registry:
+    def init(
+        cls,
+        home: str | Path | None = None,
+        db_url: str | None = None,
+        *,
+        artifacts: str | None = None,
+    ) -> Registry:
         """Create (or upgrade) a registry's database and folders, and return it."""
-        settings = load_settings(home, db_url)
+        settings = load_settings(home, db_url, artifacts)
         _make_home(settings.home)
         registry = cls(settings, Database(settings))
         registry.db.upgrade()
@@ -486,6 +493,11 @@ class Registry:
         profile = self.artifacts.put(profile_dir) if profile_dir is not None else None
 
         def fn(s: Session) -> int:
+            # Under the lock gc takes: re-publish what a gc removed since put() reused it.
+            hold_artifact_lock(s, exclusive=False)
+            ensure_published(self.artifacts, stored.sha256, artifact_dir)
+            if profile is not None:
+                ensure_published(self.artifacts, profile.sha256, profile_dir)
             task_row = _task_row(s, task)
             if task_row.base_model_id is not None and task_row.base_model_id != base_model_id:
                 raise InvalidInput(
@@ -569,6 +581,8 @@ class Registry:
         stored = self.artifacts.put(artifact_dir)
 
         def fn(s: Session) -> int:
+            hold_artifact_lock(s, exclusive=False)  # see register_adapter_version
+            ensure_published(self.artifacts, stored.sha256, artifact_dir)
             task_row = _task_row(s, task)
             if s.scalar(select(SqlAdapter.id).where(SqlAdapter.name == name)):
                 raise AlreadyExists(
@@ -1092,9 +1106,8 @@ class Registry:
                 }
             )
         on_disk = set(self.artifacts.all_ids())
-        report.orphans = sorted(on_disk - set(referenced)) + [
-            str(p) for p in self.artifacts.temp_leftovers()
-        ]
+        report.orphans = sorted(on_disk - set(referenced))
+        report.orphans += [left.location for left in self.artifacts.leftovers()]
         return report
 
     def referenced_artifacts(self) -> dict[str, str]:
@@ -1128,28 +1141,41 @@ class Registry:
         return self._read(fn)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = GC_GRACE_SECONDS) -> list[str]:
-        """Remove artifact folders no row points at, and leftovers of interrupted writes.
+        """Remove artifacts no row points at, and leftovers of interrupted writes.
 
-        Folders younger than ``grace_seconds`` are kept: a concurrent writer may not yet
-        have committed the row that points at them.
+        Artifacts published or reused less than ``grace_seconds`` ago are kept, and so is every
+        staging folder whose process is alive. Each removal happens under the lock that writers
+        hold while committing (re-checking the rows there), so a write that reused an old orphan
+        either commits first and keeps it, or finds it gone and publishes it again.
         """
         referenced = set(self.referenced_artifacts())
-        now = time.time()
         removed: list[str] = []
         for sha in self.artifacts.all_ids():
-            path = self.artifacts.path_for(sha)
-            if sha in referenced or now - path.stat().st_mtime < grace_seconds:
+            if sha in referenced or self.artifacts.age(sha) < grace_seconds:
                 continue
-            removed.append(str(path))
-            if not dry_run:
-                self.artifacts.remove(sha)
-        for leftover in self.artifacts.temp_leftovers():
-            if now - leftover.stat().st_mtime < grace_seconds:
+            if dry_run or self._write(functools.partial(self._remove_unused, sha, grace_seconds)):
+                removed.append(self.artifacts.location(sha))
+        for leftover in self.artifacts.leftovers():
+            if leftover.age < grace_seconds:
                 continue
-            removed.append(str(leftover))
+            removed.append(leftover.location)
             if not dry_run:
-                self.artifacts.remove_path(leftover)
+                self.artifacts.remove_leftover(leftover.location)
         return removed
+
+    def _remove_unused(self, sha: str, grace_seconds: float, s: Session) -> bool:
+        hold_artifact_lock(s, exclusive=True)
+        rows = [
+            select(SqlAdapterVersion.id).where(SqlAdapterVersion.artifact_sha256 == sha),
+            select(SqlAdapterVersion.id).where(SqlAdapterVersion.profile_sha256 == sha),
+            select(SqlFusion.id).where(SqlFusion.artifact_sha256 == sha),
+        ]
+        if any(s.scalar(q.limit(1)) is not None for q in rows):
+            return False
+        if not self.artifacts.exists(sha) or self.artifacts.age(sha) < grace_seconds:
+            return False
+        self.artifacts.remove(sha)
+        return True
 
 
 # ---------------------------------------------------------------------- helpers (module level)

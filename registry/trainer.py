@@ -9,7 +9,6 @@ the composer's: :func:`plan_training` checks everything that can refuse before a
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,7 +235,7 @@ def _train_and_register(
         desc=f"train {plan.name}",
         prefix_cache=_prefix_cache(backbone, plan),
     )
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-") as tmp:
+    with registry.artifacts.staging("train") as tmp:
         art = Path(tmp) / "adapter"
         backbone.save_adapter(MODULE, art)
         prof_dir = save_profile(profile, Path(tmp) / "profile")

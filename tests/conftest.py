@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests._hubfixture import hub_server_fixture, hub_server_session_fixture  # noqa: F401
+from tests._s3 import s3_server, s3_url  # noqa: F401
 
 PG_ENV = "ADAPTER_REGISTRY_TEST_PG"
 

@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import itertools
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,7 +126,7 @@ def pull(
     if done is not None:
         return PullResult(done, repo_id, rev, sha, True, "already pulled")
 
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-pull-") as tmp:
+    with registry.artifacts.staging("pull") as tmp:
         root = Path(tmp)
         fetch = _Fetcher(repo_id, sha, root / "downloads", endpoint, token, timeout, max_bytes)
         art = root / "artifact"
@@ -526,7 +525,7 @@ def _register_once(
 
     def publish(folder: Path) -> None:
         digest = file_listing_digest(folder)
-        if not registry.artifacts.path_for(digest).exists():
+        if not registry.artifacts.exists(digest):
             published.append(digest)
         registry.artifacts.put(folder)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +124,7 @@ def push(
         and h.revision == branch
         and h.artifact_sha256 == entity.artifact_sha256
     ]
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-push-") as tmp:
+    with registry.artifacts.staging("push") as tmp:
         staged = Path(tmp) / "repo"
         files = stage_push(registry, entity, staged)
         _write_card(staged, repo_id, license_id, api.endpoint)
