@@ -91,10 +91,13 @@ def hold_artifact_lock(session: Session, *, exclusive: bool) -> None:
     IMMEDIATE``), which orders them; PostgreSQL gets an advisory lock, shared by writers and
     exclusive for ``gc``, so writers do not wait for one another.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
     from sqlalchemy import text
 
+    if session.get_bind().dialect.name != "postgresql":
+        # A write transaction begins (and takes the lock) with its first statement: make sure
+        # that happens now, before the caller looks at the artifacts.
+        session.execute(text("SELECT 1"))
+        return
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     session.execute(text(f"SELECT {fn}(:key)"), {"key": ARTIFACT_LOCK_KEY})
 
@@ -381,7 +384,8 @@ class RemoteArtifactStore:
 
     def leftovers(self) -> list[Leftover]:
         """Staging keys and half-published folders (files without a manifest), with their
-        ages, plus stale leases and the local cache's own leftovers."""
+        ages, plus stale leases, the local cache's own leftovers and cached copies of artifacts
+        the store no longer has (another home's ``gc`` removed them)."""
         now = time.time()
         groups: dict[str, float] = {}
         manifests = set()
@@ -403,6 +407,10 @@ class RemoteArtifactStore:
             groups[group] = max(groups.get(group, 0.0), stamp)
         published = {g.split("/")[1] for g in manifests}
         out = list(self.cache.leftovers())
+        for sha in self.cache.all_ids():  # cached copies of what the store no longer has
+            if sha not in published:
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(Leftover(str(self.cache.path_for(sha)), self.cache.age(sha)))
         for group, stamp in sorted(groups.items()):
             kind, _, name = group.partition("/")
             if group in manifests or (kind == "leases" and name in published):
@@ -413,7 +421,12 @@ class RemoteArtifactStore:
     def remove_leftover(self, location: str) -> None:
         """Delete a leftover that :meth:`leftovers` listed."""
         if not location.startswith(self.url + "/"):
-            self.cache.remove_leftover(location)
+            path = Path(location)
+            cached = path.parent.parent == self.cache.root and path.parent.name != "tmp"
+            if cached and self.cache.exists(path.name):
+                self.cache.remove(path.name)  # a cached copy of a removed artifact
+            else:
+                self.cache.remove_leftover(location)
             return
         rel = location[len(self.url) + 1 :]
         with contextlib.suppress(FileNotFoundError):

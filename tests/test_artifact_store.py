@@ -336,3 +336,56 @@ def test_a_sigkilled_train_leaves_its_staging_where_gc_finds_it(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_gc_removing_under_its_lock_makes_the_writer_publish_again(
+    backend_url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock ordering itself, with two threads: gc holds its lock (exclusive) while it removes
+    an old orphan that a writer's put() has just reused. The writer's commit waits for that lock,
+    then finds the files gone and publishes them again. Without the lock, the writer commits
+    first and gc then deletes the files under the new row."""
+    import threading
+
+    reg = Registry.init(tmp_path / "home", backend_url)
+    other = Registry.open(tmp_path / "home", backend_url)
+    try:
+        seed_task(reg)
+        orphan = reg.artifacts.put(make_artifact(tmp_path / "again", b"reused"))
+        _age_out(reg, orphan.sha256)
+        in_removal, writer_done = threading.Event(), threading.Event()
+        real_remove = other.artifacts.remove
+
+        def slow_remove(sha: str) -> int:
+            in_removal.set()
+            writer_done.wait(timeout=3)  # a writer not held back by the lock finishes meanwhile
+            return real_remove(sha)
+
+        monkeypatch.setattr(other.artifacts, "remove", slow_remove)
+        removed: list[list[str]] = []
+        gc = threading.Thread(target=lambda: removed.append(other.gc(grace_seconds=0)))
+        gc.start()
+        assert in_removal.wait(timeout=60)
+        version = add_version(reg, tmp_path, "again", b"reused")
+        writer_done.set()
+        gc.join(timeout=60)
+        assert removed == [[other.artifacts.location(orphan.sha256)]]
+        report = reg.verify()
+        assert report.ok, report.problems
+        assert reg.artifact_path(version).is_dir()
+    finally:
+        other.close()
+        reg.close()
+
+
+def test_s3_a_cached_copy_of_an_artifact_removed_elsewhere_is_a_leftover(
+    s3_url: str, tmp_path: Path
+) -> None:
+    mine = remote(s3_url, tmp_path / "cache-a")
+    art = mine.put(make_artifact(tmp_path / "src", b"abc"))
+    assert mine.leftovers() == []
+    remote(s3_url, tmp_path / "cache-b").remove(art.sha256)  # another home's gc
+    (left,) = mine.leftovers()
+    assert left.location == str(mine.cache.path_for(art.sha256))
+    mine.remove_leftover(left.location)
+    assert not mine.cache.exists(art.sha256) and mine.leftovers() == []
