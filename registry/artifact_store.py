@@ -56,6 +56,8 @@ _CHUNK = 1 << 20
 class ArtifactBackend(Protocol):
     """What the registry needs from an artifact store (local folder or fsspec URL)."""
 
+    @property
+    def root(self) -> Path: ...
     def put(self, source: Path) -> StoredArtifact: ...
     def open(self, sha256: str, what: str = "artifact") -> Path: ...
     def verify(self, sha256: str, what: str = "artifact") -> None: ...
@@ -181,6 +183,11 @@ class RemoteArtifactStore:
             return None
 
     # ------------------------------------------------------------------ the interface
+    @property
+    def root(self) -> Path:
+        """The local folder that verified copies are read from (the cache)."""
+        return self.cache.root
+
     def path_for(self, sha256: str) -> Path:
         """Return where the verified local copy of the artifact lives (it may not exist)."""
         return self.cache.path_for(sha256)

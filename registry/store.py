@@ -415,6 +415,9 @@ class Registry:
         """
 
         def fn(s: Session) -> E.Dataset:
+            if artifact_sha256 is not None:  # see register_adapter_version
+                hold_artifact_lock(s, exclusive=False)
+                ensure_published(self.artifacts, artifact_sha256, None)
             row = s.scalar(
                 select(SqlDataset).where(
                     SqlDataset.task_id == task_id,
@@ -1153,7 +1156,9 @@ class Registry:
         for sha in self.artifacts.all_ids():
             if sha in referenced or self.artifacts.age(sha) < grace_seconds:
                 continue
-            if dry_run or self._write(functools.partial(self._remove_unused, sha, grace_seconds)):
+            if dry_run or self.transaction(
+                functools.partial(self._remove_unused, sha, grace_seconds)
+            ):
                 removed.append(self.artifacts.location(sha))
         for leftover in self.artifacts.leftovers():
             if leftover.age < grace_seconds:
@@ -1165,12 +1170,7 @@ class Registry:
 
     def _remove_unused(self, sha: str, grace_seconds: float, s: Session) -> bool:
         hold_artifact_lock(s, exclusive=True)
-        rows = [
-            select(SqlAdapterVersion.id).where(SqlAdapterVersion.artifact_sha256 == sha),
-            select(SqlAdapterVersion.id).where(SqlAdapterVersion.profile_sha256 == sha),
-            select(SqlFusion.id).where(SqlFusion.artifact_sha256 == sha),
-        ]
-        if any(s.scalar(q.limit(1)) is not None for q in rows):
+        if sha in self.referenced_artifacts():  # read in this transaction, under the lock
             return False
         if not self.artifacts.exists(sha) or self.artifacts.age(sha) < grace_seconds:
             return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,7 @@ def replay_mix(
     rng.shuffle(mixed)
     val = new.splits.get("validation", [])
     key = hashlib.sha256(f"{fingerprint(mixed)}:{fingerprint(val)}".encode()).hexdigest()[:16]
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-replay-") as tmp:
+    with registry.artifacts.staging("replay") as tmp:
         folder = Path(tmp) / f"{task.name}-{key}"
         if val:
             write_jsonl(val, folder / "validation.jsonl")
