@@ -48,6 +48,38 @@ def test_an_unknown_protocol_is_a_clear_error(tmp_path: Path) -> None:
         store.exists("a" * 64)
 
 
+# ---------------------------------------------------------------------- local: leases and staging
+def test_local_reuse_restarts_the_age(tmp_path: Path) -> None:
+    store = artifacts.ArtifactStore(tmp_path / "art")
+    src = make_artifact(tmp_path / "src", b"abc")
+    art = store.put(src)
+    assert store.exists(art.sha256) and store.age(art.sha256) < 60
+    old = time.time() - 7200
+    os.utime(art.path, (old, old))
+    assert 7100 < store.age(art.sha256) < 7300
+    assert store.put(src).sha256 == art.sha256
+    assert store.age(art.sha256) < 60
+    store.touch("0" * 64)  # a missing one is ignored
+    assert not store.exists("0" * 64) and store.location(art.sha256) == str(art.path)
+
+
+def test_local_staging_is_a_leftover_only_once_its_process_let_go(tmp_path: Path) -> None:
+    store = artifacts.ArtifactStore(tmp_path / "art")
+    with store.staging("train") as folder:
+        assert folder.parent == store.root / "tmp" and folder.name.startswith("train-")
+        (folder / "f").write_text("x")
+        assert store.temp_leftovers() == [] and store.leftovers() == []  # locked: alive
+        dead = store.root / "tmp" / "train-dead"
+        dead.mkdir()  # what a SIGKILL leaves: nobody holds its lock
+        (left,) = store.leftovers()
+        assert left.location == str(dead) and 0 <= left.age < 60
+    assert not folder.exists()
+    with pytest.raises(InvalidInput, match="Not a leftover"):
+        store.remove_leftover(str(tmp_path))
+    store.remove_leftover(str(dead))
+    assert store.leftovers() == [] and tmp_path.is_dir()
+
+
 # ---------------------------------------------------------------------- S3: the promises
 def test_s3_layout_is_content_addressed_like_the_local_one(s3_url: str, tmp_path: Path) -> None:
     src = make_artifact(tmp_path / "src", b"weights")
