@@ -141,7 +141,9 @@ class RemoteArtifactStore:
             try:
                 from fsspec.core import url_to_fs
 
-                self._fs, root = url_to_fs(self.url)
+                # Not fsspec's shared instance: credentials and endpoint (AWS_* variables) are
+                # read when this store connects, not when some earlier one did.
+                self._fs, root = url_to_fs(self.url, skip_instance_cache=True)
             except ImportError as err:
                 raise InvalidInput(
                     f"The artifact store {self.url} needs a package that is not installed: {err}.",

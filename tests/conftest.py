@@ -24,6 +24,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     """Point the registry at a fresh home; never touch the user's ~/.adapter-registry."""
     monkeypatch.setenv("ADAPTER_REGISTRY_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("ADAPTER_REGISTRY_DB", raising=False)
+    monkeypatch.delenv("ADAPTER_REGISTRY_ARTIFACTS", raising=False)
     monkeypatch.delenv("ADAPTER_REGISTRY_DEBUG", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
