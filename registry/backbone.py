@@ -26,23 +26,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import layout
 from .errors import AlreadyExists, IntegrityError, InvalidInput, NotFound, RegistryError
-
-# adapters' own file names (adapters.utils); repeated here so the checks below read plainly.
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
-HEAD_CONFIG = "head_config.json"
-HEAD_WEIGHTS = "model_head.safetensors"
-FUSION_CONFIG = "adapter_fusion_config.json"
-FUSION_WEIGHTS = "model_adapter_fusion.safetensors"
-
-METHODS = ("seq_bn", "double_seq_bn")
-
-_WEIGHT_FILE = re.compile(
-    r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)"
-    r"|(model\.safetensors|pytorch_model\.bin)\.index\.json"
+from .layout import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    FUSION_CONFIG,
+    HEAD_CONFIG,
 )
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+METHODS = layout.BOTTLENECK_METHODS
+
 _CHUNK = 1 << 20
 
 
@@ -70,7 +64,9 @@ class BaseInfo:
 def weight_files(folder: Path) -> list[Path]:
     """Return the base-model weight files of a folder (single or sharded), sorted by name."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and _WEIGHT_FILE.fullmatch(p.name) is not None
+        p
+        for p in folder.iterdir()
+        if p.is_file() and layout.BASE_WEIGHT_FILE.fullmatch(p.name) is not None
     )
 
 
@@ -176,7 +172,7 @@ def _info(name: str, revision: str, config: Any, local_path: str | None) -> Base
 
 
 def _fusion_name(members: list[str]) -> str:
-    return ",".join(members)
+    return layout.fusion_name(members)
 
 
 class Backbone:
@@ -317,7 +313,7 @@ class Backbone:
         self.model.active_head = head
         fusion = _fusion_name(members)
         self._check_trainable(
-            lambda n: f"adapter_fusion_layer.{fusion}." in n or n.startswith(f"heads.{head}.")
+            lambda n: layout.fusion_key_prefix(fusion) in n or n.startswith(f"heads.{head}.")
         )
 
     def activate(
@@ -346,14 +342,14 @@ class Backbone:
         folder = self._fresh_folder(folder)
         with self._portable_model_name():
             self.model.save_adapter(str(folder), name, with_head=True, use_safetensors=True)
-        self._check_saved(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
+        self._check_saved(folder, list(layout.ADAPTER_FILES))
 
     def load_adapter(self, folder: Path, name: str) -> str:
         """Load an adapter (and its head, when the folder has one) under ``name``."""
         folder = Path(folder)
         # Adapters published without a head (e.g. on AdapterHub) can still be fused.
         with_head = (folder / HEAD_CONFIG).is_file()
-        head_files = [HEAD_CONFIG, HEAD_WEIGHTS] if with_head else []
+        head_files = list(layout.HEAD_FILES) if with_head else []
         self._check_loadable(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, *head_files])
         if name in self.model.adapters_config.adapters or name in self.model.heads:
             raise AlreadyExists(f"An adapter or head named {name!r} is already loaded.")
@@ -387,7 +383,7 @@ class Backbone:
             self.model.save_adapter_fusion(
                 str(folder), _fusion_name(members), with_head=head, use_safetensors=True
             )
-        self._check_saved(folder, [FUSION_CONFIG, FUSION_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
+        self._check_saved(folder, list(layout.FUSION_FILES))
 
     def load_fusion(
         self, folder: Path, members: list[str], head: str, name: str | None = None
@@ -400,7 +396,7 @@ class Backbone:
         import json
 
         folder = Path(folder)
-        self._check_loadable(folder, [FUSION_CONFIG, FUSION_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS])
+        self._check_loadable(folder, list(layout.FUSION_FILES))
         self._require_adapters(members)
         saved = json.loads((folder / FUSION_CONFIG).read_text(encoding="utf-8"))
         if list(saved.get("adapter_names", [])) != list(members):
@@ -497,6 +493,110 @@ class Backbone:
         inputs = self._inputs(batch, with_labels=False)
         context: contextlib.AbstractContextManager[Any] = ForwardContext(self.model, **inputs)
         return context
+
+    def set_training(self, mode: bool) -> None:
+        """Switch the whole model to training (dropout on) or evaluation mode."""
+        self.model.train(mode)
+
+    def encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """Return the base encoder's last hidden states (no head; see :meth:`base_only`)."""
+        inputs = self._inputs(batch, with_labels=False)
+        hidden: Tensor = self.model.base_model(**inputs).last_hidden_state
+        return hidden
+
+    # ----------------------------------------------------------------- encoder parts
+    def encoder_parts(self) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+        """Return (embeddings, encoder layers) of a BERT-style encoder with flexible heads.
+
+        For code that runs the encoder layer by layer (the frozen-prefix cache).
+
+        Raises:
+            InvalidInput: the model is not laid out that way.
+        """
+        base = self.model.base_model
+        stack = getattr(getattr(base, "encoder", None), "layer", None)
+        if (
+            stack is None
+            or not hasattr(base, "embeddings")
+            or not hasattr(self.model, "forward_head")
+        ):
+            raise InvalidInput(
+                f"The frozen-prefix cache supports BERT-style encoders (embeddings, encoder.layer, "
+                f"flexible heads); {type(self.model).__name__} is not one.",
+                hint="Train without --cache-prefix.",
+            )
+        return base.embeddings, list(stack)
+
+    @contextlib.contextmanager
+    def capture_layer(self, index: int) -> Iterator[dict[str, Any]]:
+        """Inside the block, record encoder layer ``index``'s output and the attention mask it
+        was given (``hidden``, ``mask``; detached) on every forward."""
+        captured: dict[str, Any] = {}
+
+        def hook(
+            _module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+        ) -> None:
+            hidden = output[0] if isinstance(output, tuple | list) else output
+            mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
+            captured["hidden"] = hidden.detach()
+            captured["mask"] = mask.detach() if mask is not None else None
+
+        _, layers = self.encoder_parts()
+        handle = layers[index].register_forward_hook(hook, with_kwargs=True)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def run_from_layer(
+        self, k: int, hidden: Tensor, mask: Tensor | None, batch: dict[str, Tensor]
+    ) -> Tensor:
+        """Run layers ``k..L-1``, the pooler and the active head on layer ``k-1``'s output
+        (``mask``: the extended attention mask the encoder passes its layers), as the model's
+        own ``forward`` does; return the logits."""
+        from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
+
+        base = self.model.base_model
+        _, layers = self.encoder_parts()
+        with self.forward_context(batch):
+            out: Any = hidden
+            for layer in layers[k:]:
+                # BertEncoder passes hidden states and the extended mask positionally.
+                out = layer(out, mask)[0]
+            pooler = getattr(base, "pooler", None)
+            pooled = pooler(out) if pooler is not None else None
+            outputs = BaseModelOutputWithPoolingAndCrossAttentions(
+                last_hidden_state=out, pooler_output=pooled
+            )
+            attention = batch.get("attention_mask")
+            result = self.model.forward_head(
+                outputs,
+                attention_mask=attention.to(self.device) if attention is not None else None,
+                return_dict=True,
+                pooled_output=pooled,
+            )
+        logits: Tensor = result.logits
+        return logits
+
+    def active_module_names(self) -> set[str]:
+        """Return the names of the adapter modules the active setup runs."""
+        active = self.model.active_adapters
+        return set(active.flatten()) if active is not None else set()
+
+    def embedding_side_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """Return the parameters of adapter parts that act on the embeddings (invertible
+        adapters, prompt tuning), named ``part.parameter``."""
+        base = self.model.base_model
+        out: list[tuple[str, torch.nn.Parameter]] = []
+        for attr in ("invertible_adapters", "prompt_tuning"):
+            sub = getattr(base, attr, None)
+            if sub is not None:
+                out += [(f"{attr}.{n}", p) for n, p in sub.named_parameters()]
+        return out
+
+    def model_id(self) -> int:
+        """Return an id of the live model object (it changes only if the model is replaced)."""
+        return id(self.model)
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """Return the active setup's logits for a batch, in eval mode without gradients."""
@@ -655,7 +755,7 @@ class Backbone:
     @staticmethod
     def _check_saved(folder: Path, expected: list[str]) -> None:
         missing = [f for f in expected if not (folder / f).is_file()]
-        pickles = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+        pickles = [p.name for p in folder.iterdir() if layout.is_pickle(p.name)]
         if missing or pickles:
             raise RegistryError(
                 f"Saving into {folder} wrote an unexpected set of files "
@@ -669,7 +769,7 @@ class Backbone:
             raise NotFound(f"Folder {folder} does not exist.")
         missing = [f for f in expected if not (folder / f).is_file()]
         if missing:
-            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+            pickles = sorted(p.name for p in folder.iterdir() if layout.is_pickle(p.name))
             extra = f"; pickle weights ({', '.join(pickles)}) are refused" if pickles else ""
             raise InvalidInput(
                 f"Folder {folder} lacks {', '.join(missing)}{extra}.",

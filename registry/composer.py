@@ -11,18 +11,20 @@ included) is re-hashed as proof that nothing registered changed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import entities as E
+from . import layout
 from .configs import FuseConfig
 from .data import DataBundle, Example, check_labels, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
-from .errors import AlreadyExists, IntegrityError, Interrupted, InvalidInput, NotFound
+from .errors import AlreadyExists, Interrupted, InvalidInput, NotFound
 from .fitting import FitData, FitResult, fit_and_evaluate
+from .layout import BOTTLENECK_METHODS, FUSION_HEAD
+from .layout import read_manifest as read_manifest
 from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
 from .runtime import pick_device, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
@@ -32,13 +34,8 @@ if TYPE_CHECKING:
 
     from .backbone import Backbone
 
-#: The name of the fusion's head inside the model while training (saved under this name).
-FUSION_HEAD = "fusion_head"
 #: The file written next to the fusion weights that says which members it needs.
-MANIFEST = "fusion_manifest.json"
-MANIFEST_FORMAT = 1
-#: Adapter methods a fusion can combine: bottleneck adapters, as registry.trainer registers them.
-BOTTLENECK_METHODS = ("seq_bn", "double_seq_bn")
+MANIFEST = layout.FUSION_MANIFEST
 
 
 @dataclass
@@ -347,49 +344,28 @@ def write_manifest(
     cfg: FuseConfig,
 ) -> Path:
     """Write ``fusion_manifest.json``: ordered members, fusion config, head labels, base model."""
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "name": plan.name,
-        "task": plan.task,
-        "members": [
-            {
-                "ref": m.ref,
-                "adapter_version_id": m.id,
-                "artifact_sha256": m.artifact_sha256,
-                "module_name": module,
-                "method": m.method,
-            }
-            for m, module in zip(plan.members, module_names, strict=True)
-        ],
-        "fusion": {"dynamic": cfg.dynamic, "config": fusion_config},
-        "head": {"name": FUSION_HEAD, "labels": plan.label_names, "layers": cfg.head_layers},
-        "base_model": {"name": _portable(plan.base.name), "revision": plan.base.revision},
-    }
-    path = Path(folder) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """Return a fusion artifact's manifest, or None for fusions saved without one."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise IntegrityError(
-            f"{path} is not readable JSON: {exc}", hint="Run: adapter-registry verify"
-        ) from exc
-    if not isinstance(data, dict):
-        raise IntegrityError(f"{path} is not a JSON object.", hint="Run: adapter-registry verify")
-    return data
-
-
-def _portable(name: str) -> str:
-    # As in backbone.BaseInfo.portable_name: never write this machine's absolute path.
-    path = Path(name)
-    return path.name if path.is_absolute() or name.startswith("~") else name
+    members = [
+        {
+            "ref": m.ref,
+            "adapter_version_id": m.id,
+            "artifact_sha256": m.artifact_sha256,
+            "module_name": module,
+            "method": m.method,
+        }
+        for m, module in zip(plan.members, module_names, strict=True)
+    ]
+    manifest = layout.fusion_manifest(
+        name=plan.name,
+        task=plan.task,
+        members=members,
+        dynamic=cfg.dynamic,
+        fusion_config=fusion_config,
+        head_labels=plan.label_names,
+        head_layers=cfg.head_layers,
+        base_name=plan.base.name,
+        base_revision=plan.base.revision,
+    )
+    return layout.write_manifest(folder, manifest)
 
 
 def _register(

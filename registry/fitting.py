@@ -260,7 +260,7 @@ def fit(
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step", leave=False)
     try:
         for epoch in range(1, config.epochs + 1):
-            backbone.model.train()
+            backbone.set_training(True)
             order = list(range(len(train_batches)))
             rng.shuffle(order)
             losses = []
@@ -304,7 +304,7 @@ def fit(
     finally:
         bar.close()
     best.restore()
-    backbone.model.eval()
+    backbone.set_training(False)
     return FitResult(
         best_epoch=best.epoch,
         history=history,

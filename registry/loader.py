@@ -7,12 +7,12 @@ keeps reloaded fusions exact (the failure mode of adapter-hub/adapters #188 and 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import entities as E
+from . import layout
 from .errors import IntegrityError, InvalidInput
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ HEAD_PREFIX = "head_"
 
 def module_name(entity: E.Entity) -> str:
     """Return the name an adapter version or fusion head is loaded under inside the model."""
-    raw = f"{entity.name}_v{entity.version}"
-    return re.sub(r"[^A-Za-z0-9_]", "_", raw)
+    return layout.module_name(entity.name, entity.version)
 
 
 @dataclass
@@ -114,9 +113,7 @@ def load_entity(
 
 def _check_manifest(folder: Path, fusion: E.Fusion, versions: list[E.AdapterVersion]) -> None:
     """Refuse a fusion whose manifest names other member artifacts than its rows do."""
-    from .composer import read_manifest
-
-    manifest = read_manifest(folder)
+    manifest = layout.read_manifest(folder)
     if manifest is None:  # saved before manifests existed, or by another tool
         return
     saved = [m.get("artifact_sha256") for m in manifest.get("members", [])]

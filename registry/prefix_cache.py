@@ -95,32 +95,19 @@ class PrefixCache:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.backbone = backbone
-        self.model = backbone.model
+        self._model_id = backbone.model_id()
         self.k = int(layers)
         self.replay = replay
         self.max_bytes = max_bytes
         self.stats = CacheStats()
         self._entries: dict[str, _Entry] = {}
-        base = self.model.base_model
-        encoder = getattr(base, "encoder", None)
-        stack = getattr(encoder, "layer", None)
-        if (
-            stack is None
-            or not hasattr(base, "embeddings")
-            or not hasattr(self.model, "forward_head")
-        ):
-            raise InvalidInput(
-                f"The frozen-prefix cache supports BERT-style encoders (embeddings, encoder.layer, "
-                f"flexible heads); {type(self.model).__name__} is not one.",
-                hint="Train without --cache-prefix.",
-            )
-        self._layers: list[nn.Module] = list(stack)
+        embeddings, self._layers = backbone.encoder_parts()
         if not 1 <= self.k <= len(self._layers):
             raise InvalidInput(
                 f"The cached prefix must be 1..{len(self._layers)} layers, got {self.k}.",
                 hint="Leave the adapter out of layers 0..k-1 (--leave-out 0,1,...).",
             )
-        self._prefix: list[nn.Module] = [base.embeddings, *self._layers[: self.k]]
+        self._prefix: list[nn.Module] = [embeddings, *self._layers[: self.k]]
         identity = f"{base_revision}\0{data_fingerprint}\0{max_length}\0{self.k}"
         self._identity = hashlib.sha256(identity.encode()).digest()
         self._check_prefix_frozen()
@@ -174,47 +161,10 @@ class PrefixCache:
     # ----------------------------------------------------------------- internals
     def _run_suffix(self, inputs: dict[str, Tensor], entry: _Entry) -> Tensor:
         """Run layers ``k..L-1``, the pooler and the head as ``BertAdapterModel.forward`` does."""
-        from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
+        return self.backbone.run_from_layer(self.k, entry.hidden, entry.mask, inputs)
 
-        base = self.model.base_model
-        device = self.backbone.device
-        with self.backbone.forward_context(inputs):
-            hidden: Any = entry.hidden
-            for layer in self._layers[self.k :]:
-                # BertEncoder passes hidden states and the extended mask positionally.
-                hidden = layer(hidden, entry.mask)[0]
-            pooler = getattr(base, "pooler", None)
-            pooled = pooler(hidden) if pooler is not None else None
-            outputs = BaseModelOutputWithPoolingAndCrossAttentions(
-                last_hidden_state=hidden, pooler_output=pooled
-            )
-            mask = inputs.get("attention_mask")
-            out = self.model.forward_head(
-                outputs,
-                attention_mask=mask.to(device) if mask is not None else None,
-                return_dict=True,
-                pooled_output=pooled,
-            )
-        logits: Tensor = out.logits
-        return logits
-
-    @contextlib.contextmanager
-    def _capture(self) -> Iterator[dict[str, Any]]:
-        captured: dict[str, Any] = {}
-
-        def hook(
-            _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
-        ) -> None:
-            hidden = output[0] if isinstance(output, tuple | list) else output
-            mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
-            captured["hidden"] = hidden.detach()
-            captured["mask"] = mask.detach() if mask is not None else None
-
-        handle = self._layers[self.k - 1].register_forward_hook(hook, with_kwargs=True)
-        try:
-            yield captured
-        finally:
-            handle.remove()
+    def _capture(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        return self.backbone.capture_layer(self.k - 1)
 
     def _key(self, inputs: dict[str, Tensor]) -> str:
         h = hashlib.sha256(self._identity)
@@ -243,19 +193,14 @@ class PrefixCache:
                 f"parameters: {trainable[:3]}.",
                 hint="Cache only layers every trained module is left out of.",
             )
-        active = self.model.active_adapters
-        names = set(active.flatten()) if active is not None else set()
+        names = self.backbone.active_module_names()
         # A fusion layer's path segment is "a,b": split on both so its members match.
         inside = [
             n for n, _ in self._prefix_params() if names & set(n.replace(",", ".").split("."))
         ]
-        base = self.model.base_model
-        for attr in ("invertible_adapters", "prompt_tuning"):
-            sub = getattr(base, attr, None)
-            if sub is not None:
-                inside += [
-                    f"{attr}.{n}" for n, _ in sub.named_parameters() if names & set(n.split("."))
-                ]
+        inside += [
+            n for n, _ in self.backbone.embedding_side_parameters() if names & set(n.split(".")[1:])
+        ]
         if inside:
             raise InvalidInput(
                 f"Active adapter modules sit in the cached prefix (layers 0..{self.k - 1}): "
@@ -264,7 +209,7 @@ class PrefixCache:
             )
 
     def _check_unchanged(self) -> None:
-        if self.backbone.model is not self.model:
+        if self.backbone.model_id() != self._model_id:
             raise IntegrityError("The prefix cache belongs to another model.")
         if self._param_versions() != self._versions:
             self.clear()

@@ -16,11 +16,13 @@ import numpy as np
 
 from .data import Example, label_distribution
 from .drift import ReferenceProfile, mean_pool, text_profile
+from .layout import PROFILE_FILE
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from .backbone import Backbone
 
-PROFILE_FILE = "profile.npz"
 DEFAULT_PROFILE_SAMPLES = 300
 
 
@@ -51,16 +53,15 @@ def embed_examples(
         seed=0,
         bucket=False,
     )
-    encoder = backbone.model.base_model
     rows = []
     with torch.no_grad(), backbone.base_only():
         for batch in batches:
-            inputs = {
+            inputs: dict[str, Tensor] = {
                 k: batch[k].to(backbone.device)
                 for k in ("input_ids", "attention_mask", "token_type_ids")
                 if k in batch
             }
-            hidden = encoder(**inputs).last_hidden_state
+            hidden = backbone.encode(inputs)
             rows.append(mean_pool(hidden, inputs["attention_mask"]).float().cpu().numpy())
     return np.concatenate(rows, axis=0) if rows else np.zeros((0, backbone.info.hidden_size))
 

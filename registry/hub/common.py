@@ -9,25 +9,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import entities as E
+from .. import layout
 from ..errors import HubError, InvalidInput, RegistryError
 
 FORMAT = "adapter-registry/1"
 REGISTRY_FILE = "registry.json"
 CARD_FILE = "README.md"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
-HEAD_CONFIG = "head_config.json"
-HEAD_WEIGHTS = "model_head.safetensors"
-FUSION_CONFIG = "adapter_fusion_config.json"
-FUSION_WEIGHTS = "model_adapter_fusion.safetensors"
-FUSION_MANIFEST = "fusion_manifest.json"  # written by registry.composer
-#: AdapterHub's pickle weight files and the safetensors names they are converted to.
-PICKLE_TO_SAFETENSORS = {
-    "pytorch_adapter.bin": ADAPTER_WEIGHTS,
-    "pytorch_model_head.bin": HEAD_WEIGHTS,
-    "pytorch_model_adapter_fusion.bin": FUSION_WEIGHTS,
-}
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# The artifact format (file names, pickle suffixes): registry.layout is its one home.
+ADAPTER_CONFIG = layout.ADAPTER_CONFIG
+ADAPTER_WEIGHTS = layout.ADAPTER_WEIGHTS
+HEAD_CONFIG = layout.HEAD_CONFIG
+HEAD_WEIGHTS = layout.HEAD_WEIGHTS
+FUSION_CONFIG = layout.FUSION_CONFIG
+FUSION_WEIGHTS = layout.FUSION_WEIGHTS
+FUSION_MANIFEST = layout.FUSION_MANIFEST
+PICKLE_TO_SAFETENSORS = layout.PICKLE_TO_SAFETENSORS
+_PICKLE_SUFFIXES = layout.PICKLE_SUFFIXES
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HUB_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")

@@ -9,7 +9,6 @@ safetensors file is opened, and pickles become safetensors only after
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import entities as E
+from .. import layout
 from ..artifacts import tree_digest
 from ..errors import IntegrityError, InvalidInput, NotFound, RegistryError
 from ..store import validate_name
@@ -275,40 +275,30 @@ def rename_fusion_members(art: Path, members: list[E.AdapterVersion]) -> None:
     """
     from safetensors.torch import load_file, save_file
 
-    from ..loader import module_name
-
     config_path = art / FUSION_CONFIG
     if not config_path.is_file():
         return
     config = read_json(config_path, FUSION_CONFIG)
     old = [str(n) for n in config.get("adapter_names", [])]
-    new = [module_name(m) for m in members]
+    new = [layout.module_name(m.name, m.version) for m in members]
     if old == new:
         return
     if len(old) != len(new):
         raise InvalidInput(
-            f"The fusion is over {len(old)} adapters, but {len(new)} members are recorded."
+            f"The fusion is over {len(old)} adapters, but {len(new)} members are recorded.",
+            hint="Pull a fusion whose registry.json lists each member the fusion layer names.",
         )
-    old_name, new_name = ",".join(old), ",".join(new)
+    old_name, new_name = layout.fusion_name(old), layout.fusion_name(new)
     config["adapter_names"] = new
     config["name"] = new_name
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    layout.write_json(config_path, config)
     weights_path = art / FUSION_WEIGHTS
     tensors = load_file(str(weights_path))
-    marker = f"adapter_fusion_layer.{old_name}."
-    renamed = {
-        k.replace(marker, f"adapter_fusion_layer.{new_name}."): v for k, v in tensors.items()
-    }
-    save_file(renamed, str(weights_path))
+    save_file(layout.rename_fusion_keys(tensors, old_name, new_name), str(weights_path))
     manifest_path = art / FUSION_MANIFEST
     if manifest_path.is_file():  # the composer's member listing: keep its module names true
         manifest = read_json(manifest_path, FUSION_MANIFEST)
-        for entry, module in zip(manifest.get("members") or [], new, strict=False):
-            if isinstance(entry, dict):
-                entry["module_name"] = module
-        manifest_path.write_text(
-            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+        layout.write_json(manifest_path, layout.rename_manifest_modules(manifest, new))
 
 
 def _stage_adapterhub_repo(
