@@ -66,8 +66,8 @@ def _read(ctx: click.Context, body: Callable[[Any], T]) -> T:
     The body must not print; the fast reader raises Fallback for anything but plain answers,
     and the body then runs again on the full store (which owns every error message).
     """
-    from . import fastread
     from .settings import load_settings
+    from .store import fastread
 
     if fastread.enabled():
         obj = ctx.find_root().obj or {}

@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from registry import fastread
 from registry.cli import cli
 from registry.settings import load_settings
-from registry.store import EdgeIn, MetricIn, Registry
+from registry.store import EdgeIn, MetricIn, Registry, fastread
 from tests._util import add_version, make_artifact, seed_task
 
 
@@ -156,3 +155,22 @@ def test_read_commands_do_not_import_sqlalchemy(rich_registry: Registry) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy()
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_fast_reader_restates_no_mapping() -> None:
+    """The fast reader is SQL only: entities come from registry.store.mappers, as in the store."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(fastread))
+    built = sorted(
+        {
+            node.func.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "E"
+        }
+    )
+    assert built == []

@@ -8,30 +8,23 @@ unreferenced artifact (``gc`` removes it) but never a row without its files.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session
 
-from . import entities as E
-from .artifact_store import ensure_published, hold_artifact_lock, open_artifact_store
-from .db import Database, translate_db_error, with_retries
-from .errors import (
+from .. import entities as E
+from ..artifact_store import ensure_published, hold_artifact_lock, open_artifact_store
+from ..db import Database, translate_db_error, with_retries
+from ..errors import (
     AlreadyExists,
     InvalidInput,
     NotFound,
-    RegistryError,
 )
-from .orm import (
+from ..orm import (
     SqlAdapter,
     SqlAdapterVersion,
     SqlAlias,
@@ -48,85 +41,25 @@ from .orm import (
     SqlTrainingRun,
     utcnow,
 )
-from .settings import Settings, load_settings
+from ..settings import Settings, load_settings
+from . import integrity, mappers
+from .inputs import (
+    ALIAS_RE,
+    ENTITY_KINDS,
+    GC_GRACE_SECONDS,
+    NODE_KINDS,
+    RELATIONS,
+    STATUSES,
+    EdgeIn,
+    MetricIn,
+    TrainingRunIn,
+    config_hash,
+    validate_name,
+)
+from .lineage import LineageGraph, walk
+from .refs import missing_version, parse_ref
 
 T = TypeVar("T")
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-ENTITY_KINDS = ("adapter", "fusion")
-NODE_KINDS = ("adapter", "fusion", "drift", "hub", "dataset")
-RELATIONS = ("trained_after_drift", "warm_started_from", "fused_from", "pulled_from_hub")
-STATUSES = ("active", "deprecated")
-#: Orphaned artifacts younger than this are left alone by ``gc``: a concurrent writer may have
-#: published the files and not yet committed the row that points at them.
-GC_GRACE_SECONDS = 3600.0
-
-
-def validate_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it is a safe registry name, else raise InvalidInput."""
-    if not name or not name.strip():
-        raise InvalidInput(f"The {what} is empty.", hint="Use letters, digits, '.', '_' or '-'.")
-    if "/" in name or "\\" in name or ".." in name or not NAME_RE.match(name):
-        raise InvalidInput(
-            f"Invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting "
-            "with a letter or digit (no path separators, no '..', no '@' or ':').",
-            hint="Pick another name, e.g. sentiment-books",
-        )
-    return name
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """Return the sha256 of a config's canonical JSON."""
-    return hashlib.sha256(
-        json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-
-
-@dataclass(frozen=True)
-class MetricIn:
-    """A metric to record with a new version."""
-
-    name: str
-    value: float
-    split: str | None = None
-    dataset_id: int | None = None
-    step: int | None = None
-
-
-@dataclass(frozen=True)
-class EdgeIn:
-    """A lineage edge to a new version from an existing parent."""
-
-    parent_kind: str
-    parent_id: int
-    relation: str
-
-
-@dataclass(frozen=True)
-class TrainingRunIn:
-    """How a new version was trained: recorded with it as its training run."""
-
-    hyperparams: dict[str, Any]
-    seed: int | None
-    library_versions: dict[str, str]
-    wall_time_s: float | None
-    tokens_per_s: float | None
-    device: str | None
-
-    @classmethod
-    def coerce(cls, run: TrainingRunIn | dict[str, Any]) -> TrainingRunIn:
-        """Return ``run`` as a :class:`TrainingRunIn` (dicts come from staged Hub downloads)."""
-        if isinstance(run, TrainingRunIn):
-            return run
-        return cls(
-            hyperparams=dict(run.get("hyperparams", {})),
-            seed=run.get("seed"),
-            library_versions=dict(run.get("library_versions", {})),
-            wall_time_s=run.get("wall_time_s"),
-            tokens_per_s=run.get("tokens_per_s"),
-            device=run.get("device"),
-        )
 
 
 def _is_version_race(err: BaseException) -> bool:
@@ -752,18 +685,10 @@ class Registry:
         def fn(s: Session) -> E.TrainingRun:
             row = s.get(SqlTrainingRun, run_id)
             if row is None:
-                raise NotFound(f"No training run with id {run_id}.")
-            return E.TrainingRun(
-                id=row.id,
-                kind=row.kind,
-                hyperparams=dict(row.hyperparams),
-                seed=row.seed,
-                library_versions=dict(row.library_versions),
-                wall_time_s=row.wall_time_s,
-                tokens_per_s=row.tokens_per_s,
-                device=row.device,
-                created_at=row.created_at,
-            )
+                raise NotFound(
+                    f"No training run with id {run_id}.", hint="Run: adapter-registry verify"
+                )
+            return mappers.training_run(mappers.columns(row))
 
         return self._read(fn)
 
@@ -816,17 +741,8 @@ class Registry:
                 q = q.where(SqlTask.name == task)
             out = []
             for row, task_name in s.execute(q.order_by(SqlTask.name, SqlAlias.alias)):
-                out.append(
-                    E.Alias(
-                        id=row.id,
-                        task=task_name,
-                        alias=row.alias,
-                        target_kind=row.target_kind,
-                        target_id=row.target_id,
-                        target_ref=_node_label(s, row.target_kind, row.target_id),
-                        updated_at=row.updated_at,
-                    )
-                )
+                target = _node_label(s, row.target_kind, row.target_id)
+                out.append(mappers.alias(mappers.columns(row), task_name, target))
             return out
 
         return self._read(fn)
@@ -911,54 +827,27 @@ class Registry:
         Node keys are ``kind:id``; each node has a human label (``name@version`` etc.).
         """
 
-        def fn(s: Session) -> dict[str, Any]:
-            root = (entity.kind, entity.id)
-            edges: dict[int, SqlLineage] = {}
-            for direction in ("up", "down"):
-                seen = {root}
-                queue: deque[tuple[tuple[str, int], int]] = deque([(root, 0)])
-                while queue:
-                    (kind, nid), depth = queue.popleft()
-                    if depth >= max_depth:
-                        continue
-                    if direction == "up":
-                        q = select(SqlLineage).where(
-                            SqlLineage.child_kind == kind, SqlLineage.child_id == nid
-                        )
-                    else:
-                        q = select(SqlLineage).where(
-                            SqlLineage.parent_kind == kind, SqlLineage.parent_id == nid
-                        )
-                    for edge in s.scalars(q):
-                        edges[edge.id] = edge
-                        nxt = (
-                            (edge.parent_kind, edge.parent_id)
-                            if direction == "up"
-                            else (edge.child_kind, edge.child_id)
-                        )
-                        if nxt not in seen:
-                            seen.add(nxt)
-                            queue.append((nxt, depth + 1))
-            keys = {root}
-            for e in edges.values():
-                keys.add((e.parent_kind, e.parent_id))
-                keys.add((e.child_kind, e.child_id))
-            nodes = [
-                {"key": f"{k}:{i}", "kind": k, "id": i, "label": _node_label(s, k, i)}
-                for k, i in sorted(keys)
-            ]
-            return {
-                "root": f"{root[0]}:{root[1]}",
-                "nodes": nodes,
-                "edges": [
-                    {
-                        "parent": f"{e.parent_kind}:{e.parent_id}",
-                        "child": f"{e.child_kind}:{e.child_id}",
-                        "relation": e.relation,
-                    }
-                    for e in sorted(edges.values(), key=lambda e: e.id)
-                ],
-            }
+        return self.lineage_graph(entity, max_depth).to_dict()
+
+    def lineage_graph(self, entity: E.Entity, max_depth: int = 1000) -> LineageGraph:
+        """Return the ancestors and descendants of an entity as a :class:`LineageGraph`."""
+
+        def fn(s: Session) -> LineageGraph:
+            def edges_at(direction: str, node: tuple[str, int]) -> list[dict[str, Any]]:
+                near_kind, near_id = (
+                    (SqlLineage.child_kind, SqlLineage.child_id)
+                    if direction == "up"
+                    else (SqlLineage.parent_kind, SqlLineage.parent_id)
+                )
+                q = select(SqlLineage).where(near_kind == node[0], near_id == node[1])
+                return [mappers.columns(e) for e in s.scalars(q)]
+
+            return walk(
+                (entity.kind, entity.id),
+                edges_at,
+                lambda kind, nid: _node_label(s, kind, nid),
+                max_depth,
+            )
 
         return self._read(fn)
 
@@ -1075,73 +964,11 @@ class Registry:
     # ------------------------------------------------------------------ integrity
     def verify(self) -> E.VerifyReport:
         """Check every artifact against its sha256 and every row against its files."""
-        report = E.VerifyReport()
-        referenced = self.referenced_artifacts()
-        for sha, what in sorted(referenced.items()):
-            report.rows_checked += 1
-            try:
-                self.artifacts.verify(sha, what)
-                report.artifacts_checked += 1
-            except RegistryError as err:
-                kind = "missing" if isinstance(err, NotFound) else "damaged"
-                report.problems.append(
-                    {"kind": kind, "what": what, "sha256": sha, "error": str(err)}
-                )
-
-        def dangling(s: Session) -> list[tuple[E.LineageEdge, str, int]]:
-            out: list[tuple[E.LineageEdge, str, int]] = []
-            for row in s.scalars(select(SqlLineage)):
-                edge = _edge(row)
-                ends = ((edge.parent_kind, edge.parent_id), (edge.child_kind, edge.child_id))
-                out.extend((edge, k, i) for k, i in ends if not _node_exists(s, k, i))
-            return out
-
-        report.rows_checked += self._read(
-            lambda s: s.scalar(select(func.count(SqlLineage.id))) or 0
-        )
-        for edge, kind, nid in self._read(dangling):
-            report.problems.append(
-                {
-                    "kind": "dangling-edge",
-                    "what": f"lineage edge {edge.id} ({edge.relation})",
-                    "sha256": "",
-                    "error": f"points at missing {kind}:{nid}",
-                }
-            )
-        on_disk = set(self.artifacts.all_ids())
-        report.orphans = sorted(on_disk - set(referenced))
-        report.orphans += [left.location for left in self.artifacts.leftovers()]
-        return report
+        return integrity.verify(self)
 
     def referenced_artifacts(self) -> dict[str, str]:
         """Return every artifact id a row points at, with a description of the row."""
-
-        def fn(s: Session) -> dict[str, str]:
-            out: dict[str, str] = {}
-            q = select(
-                SqlAdapter.name,
-                SqlAdapterVersion.version,
-                SqlAdapterVersion.artifact_sha256,
-                SqlAdapterVersion.profile_sha256,
-            ).join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
-            for name, version, sha, profile in s.execute(q):
-                out[sha] = f"adapter {name}@{version}"
-                if profile:
-                    out[profile] = f"profile of {name}@{version}"
-            for name, version, sha in s.execute(
-                select(SqlFusion.name, SqlFusion.version, SqlFusion.artifact_sha256)
-            ):
-                out[sha] = f"fusion {name}@{version}"
-            for ds_id, rows_sha in s.execute(
-                select(SqlDataset.id, SqlDataset.artifact_sha256).where(
-                    SqlDataset.artifact_sha256.is_not(None)
-                )
-            ):
-                if rows_sha:
-                    out.setdefault(rows_sha, f"rows of dataset {ds_id}")
-            return out
-
-        return self._read(fn)
+        return self._read(integrity.referenced_artifacts)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = GC_GRACE_SECONDS) -> list[str]:
         """Remove artifacts no row points at, and leftovers of interrupted writes.
@@ -1151,22 +978,7 @@ class Registry:
         hold while committing (re-checking the rows there), so a write that reused an old orphan
         either commits first and keeps it, or finds it gone and publishes it again.
         """
-        referenced = set(self.referenced_artifacts())
-        removed: list[str] = []
-        for sha in self.artifacts.all_ids():
-            if sha in referenced or self.artifacts.age(sha) < grace_seconds:
-                continue
-            if dry_run or self.transaction(
-                functools.partial(self._remove_unused, sha, grace_seconds)
-            ):
-                removed.append(self.artifacts.location(sha))
-        for leftover in self.artifacts.leftovers():
-            if leftover.age < grace_seconds:
-                continue
-            removed.append(leftover.location)
-            if not dry_run:
-                self.artifacts.remove_leftover(leftover.location)
-        return removed
+        return integrity.gc(self, dry_run=dry_run, grace_seconds=grace_seconds)
 
     def _remove_unused(self, sha: str, grace_seconds: float, s: Session) -> bool:
         hold_artifact_lock(s, exclusive=True)
@@ -1291,71 +1103,60 @@ def _task_row(s: Session, name: str) -> SqlTask:
     return row
 
 
-def _resolve(s: Session, ref: str) -> E.Entity:
-    if re.fullmatch(r"[af]\d+", ref):
-        kind = "adapter" if ref[0] == "a" else "fusion"
-        return _by_id(s, kind, int(ref[1:]), ref)
-    if ref.isdigit():
-        n = int(ref)
+def _resolve(s: Session, text: str) -> E.Entity:
+    ref = parse_ref(text)
+    if ref.form == "id":
+        assert ref.kind is not None and ref.id is not None
+        return _by_id(s, ref.kind, ref.id, text)
+    if ref.form == "bare_id":
+        n = ref.id
+        assert n is not None
         hits = [k for k in ENTITY_KINDS if _node_exists(s, k, n)]
         if len(hits) > 1:
             raise InvalidInput(
-                f"The id {ref} is ambiguous: both adapter version a{n} and fusion f{n} exist.",
+                f"The id {text} is ambiguous: both adapter version a{n} and fusion f{n} exist.",
                 hint=f"Use a{n} or f{n}.",
             )
         if not hits:
-            raise NotFound(f"Nothing has the id {ref}.", hint="Run: adapter-registry list")
-        return _by_id(s, hits[0], n, ref)
-    if ":" in ref:
-        task_name, _, alias = ref.partition(":")
-        task = s.scalar(select(SqlTask).where(SqlTask.name == task_name))
+            raise NotFound(f"Nothing has the id {text}.", hint="Run: adapter-registry list")
+        return _by_id(s, hits[0], n, text)
+    if ref.form == "alias":
+        task = s.scalar(select(SqlTask).where(SqlTask.name == ref.task))
         if task is None:
             raise NotFound(
-                f"No task named {task_name!r} (in {ref!r}).", hint="Run: adapter-registry list"
+                f"No task named {ref.task!r} (in {text!r}).", hint="Run: adapter-registry list"
             )
-        row = s.scalar(select(SqlAlias).where(SqlAlias.task_id == task.id, SqlAlias.alias == alias))
+        row = s.scalar(
+            select(SqlAlias).where(SqlAlias.task_id == task.id, SqlAlias.alias == ref.alias)
+        )
         if row is None:
             raise NotFound(
-                f"Task {task_name!r} has no alias {alias!r}.",
-                hint=f"Set one: adapter-registry alias {task_name} {alias} REF",
+                f"Task {ref.task!r} has no alias {ref.alias!r}.",
+                hint=f"Set one: adapter-registry alias {ref.task} {ref.alias} REF",
             )
-        return _by_id(s, row.target_kind, row.target_id, ref)
-    name, sep, version_text = ref.partition("@")
-    if sep and not version_text.isdigit():
-        raise InvalidInput(
-            f"Invalid reference {ref!r}: the version after '@' must be a number.",
-            hint="e.g. sentiment@3",
-        )
-    adapter = s.scalar(select(SqlAdapter).where(SqlAdapter.name == name))
+        return _by_id(s, row.target_kind, row.target_id, text)
+    adapter = s.scalar(select(SqlAdapter).where(SqlAdapter.name == ref.name))
     if adapter is not None:
         q = select(SqlAdapterVersion).where(SqlAdapterVersion.adapter_id == adapter.id)
-        if sep:
-            q = q.where(SqlAdapterVersion.version == int(version_text))
+        if ref.version is not None:
+            q = q.where(SqlAdapterVersion.version == ref.version)
         else:
             q = q.where(SqlAdapterVersion.status == "active")
         av = s.scalar(q.order_by(SqlAdapterVersion.version.desc()).limit(1))
         if av is None:
-            raise NotFound(
-                _missing_version(ref, name, bool(sep)), hint=f"Run: adapter-registry show {name}@1"
-            )
+            raise NotFound(missing_version(ref), hint=f"Run: adapter-registry show {ref.name}@1")
         return _adapter_versions(s, [av])[0]
-    fq = select(SqlFusion).where(SqlFusion.name == name)
-    if sep:
-        fq = fq.where(SqlFusion.version == int(version_text))
+    fq = select(SqlFusion).where(SqlFusion.name == ref.name)
+    if ref.version is not None:
+        fq = fq.where(SqlFusion.version == ref.version)
     else:
         fq = fq.where(SqlFusion.status == "active")
     fusion = s.scalar(fq.order_by(SqlFusion.version.desc()).limit(1))
     if fusion is not None:
         return _fusions(s, [fusion])[0]
-    if s.scalar(select(SqlFusion.id).where(SqlFusion.name == name).limit(1)):
-        raise NotFound(_missing_version(ref, name, bool(sep)), hint="Run: adapter-registry list")
-    raise NotFound(f"No adapter or fusion matches {ref!r}.", hint="Run: adapter-registry list")
-
-
-def _missing_version(ref: str, name: str, has_version: bool) -> str:
-    if has_version:
-        return f"{name!r} has no version matching {ref!r}."
-    return f"{name!r} has no active version (all are deprecated); name one as {name}@N."
+    if s.scalar(select(SqlFusion.id).where(SqlFusion.name == ref.name).limit(1)):
+        raise NotFound(missing_version(ref), hint="Run: adapter-registry list")
+    raise NotFound(f"No adapter or fusion matches {text!r}.", hint="Run: adapter-registry list")
 
 
 def _by_id(s: Session, kind: str, entity_id: int, ref: str) -> E.Entity:
@@ -1371,131 +1172,50 @@ def _by_id(s: Session, kind: str, entity_id: int, ref: str) -> E.Entity:
 
 
 def _node_label(s: Session, kind: str, node_id: int) -> str:
+    found: dict[str, Any] | None = None
     if kind == "adapter":
         row = s.execute(
             select(SqlAdapter.name, SqlAdapterVersion.version)
             .join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
             .where(SqlAdapterVersion.id == node_id)
         ).first()
-        return f"{row[0]}@{row[1]}" if row else f"a{node_id} (missing)"
-    if kind == "fusion":
-        frow = s.get(SqlFusion, node_id)
-        return f"{frow.name}@{frow.version}" if frow else f"f{node_id} (missing)"
-    if kind == "hub":
-        hrow = s.get(SqlHubLink, node_id)
-        return f"hub:{hrow.repo_id}@{hrow.commit_sha[:10]}" if hrow else f"hub{node_id} (missing)"
-    if kind == "drift":
-        drow = s.get(SqlDriftReport, node_id)
-        if drow is None:
-            return f"drift#{node_id} (missing)"
-        return f"drift#{node_id} ({'drift' if drow.drift else 'no drift'})"
-    if kind == "dataset":
-        dsrow = s.get(SqlDataset, node_id)
-        return f"dataset#{node_id} ({dsrow.split})" if dsrow else f"dataset#{node_id} (missing)"
-    return f"{kind}:{node_id}"
+        found = {"name": row[0], "version": row[1]} if row else None
+    elif kind in _NODE_TABLES:
+        obj = s.get(_NODE_TABLES[kind], node_id)
+        found = mappers.columns(obj) if obj is not None else None
+    return mappers.node_label(kind, node_id, found)
 
 
 def _base(row: SqlBaseModel) -> E.BaseModel:
-    return E.BaseModel(
-        id=row.id,
-        name=row.name,
-        revision=row.revision,
-        architecture=row.architecture,
-        hidden_size=row.hidden_size,
-        num_layers=row.num_layers,
-        created_at=row.created_at,
-    )
+    return mappers.base_model(mappers.columns(row))
 
 
 def _task(row: SqlTask) -> E.Task:
-    return E.Task(
-        id=row.id,
-        name=row.name,
-        kind=row.kind,
-        label_names=list(row.label_names),
-        text_fields=list(row.text_fields),
-        base_model_id=row.base_model_id,
-        created_at=row.created_at,
-    )
+    return mappers.task(mappers.columns(row))
 
 
 def _dataset(row: SqlDataset) -> E.Dataset:
-    return E.Dataset(
-        id=row.id,
-        task_id=row.task_id,
-        source=row.source,
-        split=row.split,
-        row_count=row.row_count,
-        fingerprint=row.fingerprint,
-        label_distribution=dict(row.label_distribution),
-        created_at=row.created_at,
-    )
+    return mappers.dataset(mappers.columns(row))
 
 
 def _promotion(row: SqlPromotion) -> E.Promotion:
-    return E.Promotion(
-        id=row.id,
-        task_id=row.task_id,
-        entity_kind=row.entity_kind,
-        entity_id=row.entity_id,
-        step=row.step,
-        dataset_id=row.dataset_id,
-        alias=row.alias,
-        created_at=row.created_at,
-    )
+    return mappers.promotion(mappers.columns(row))
 
 
 def _metric(row: SqlMetric) -> E.Metric:
-    return E.Metric(
-        id=row.id,
-        entity_kind=row.entity_kind,
-        entity_id=row.entity_id,
-        dataset_id=row.dataset_id,
-        split=row.split,
-        name=row.name,
-        value=row.value,
-        step=row.step,
-        created_at=row.created_at,
-    )
+    return mappers.metric(mappers.columns(row))
 
 
 def _edge(row: SqlLineage) -> E.LineageEdge:
-    return E.LineageEdge(
-        id=row.id,
-        parent_kind=row.parent_kind,
-        parent_id=row.parent_id,
-        child_kind=row.child_kind,
-        child_id=row.child_id,
-        relation=row.relation,
-        created_at=row.created_at,
-    )
+    return mappers.edge(mappers.columns(row))
 
 
 def _drift(row: SqlDriftReport) -> E.DriftReport:
-    return E.DriftReport(
-        id=row.id,
-        task_id=row.task_id,
-        reference_adapter_version_id=row.reference_adapter_version_id,
-        new_dataset_id=row.new_dataset_id,
-        alpha=row.alpha,
-        tests=list(row.tests),
-        drift=bool(row.drift),
-        created_at=row.created_at,
-    )
+    return mappers.drift_report(mappers.columns(row))
 
 
 def _hub(row: SqlHubLink) -> E.HubLink:
-    return E.HubLink(
-        id=row.id,
-        entity_kind=row.entity_kind,
-        entity_id=row.entity_id,
-        repo_id=row.repo_id,
-        commit_sha=row.commit_sha,
-        revision=row.revision,
-        direction=row.direction,
-        artifact_sha256=row.artifact_sha256,
-        created_at=row.created_at,
-    )
+    return mappers.hub_link(mappers.columns(row))
 
 
 def _adapter_versions(s: Session, rows: list[SqlAdapterVersion]) -> list[E.AdapterVersion]:
@@ -1513,24 +1233,7 @@ def _adapter_versions(s: Session, rows: list[SqlAdapterVersion]) -> list[E.Adapt
     )
     tasks = {r[0]: r[1] for r in s.execute(select(SqlTask.id, SqlTask.name))}
     return [
-        E.AdapterVersion(
-            id=r.id,
-            name=names[r.adapter_id],
-            version=r.version,
-            task=tasks[r.task_id],
-            task_id=r.task_id,
-            base_model_id=r.base_model_id,
-            method=r.method,
-            config=dict(r.config),
-            config_hash=r.config_hash,
-            artifact_sha256=r.artifact_sha256,
-            artifact_size=r.artifact_size,
-            trainable_params=r.trainable_params,
-            training_run_id=r.training_run_id,
-            profile_sha256=r.profile_sha256,
-            status=r.status,
-            created_at=r.created_at,
-        )
+        mappers.adapter_version(mappers.columns(r), names[r.adapter_id], tasks[r.task_id])
         for r in rows
     ]
 
@@ -1555,27 +1258,4 @@ def _fusions(s: Session, rows: list[SqlFusion]) -> list[E.Fusion]:
     )
     for fid, pos, avid, name, version in s.execute(q):
         members[fid].append((pos, avid, name, version))
-    out = []
-    for r in rows:
-        ms = sorted(members[r.id])
-        out.append(
-            E.Fusion(
-                id=r.id,
-                name=r.name,
-                version=r.version,
-                task=tasks[r.task_id],
-                task_id=r.task_id,
-                base_model_id=r.base_model_id,
-                config=dict(r.config),
-                head=dict(r.head),
-                members=[f"{n}@{v}" for _, _, n, v in ms],
-                member_ids=[avid for _, avid, _, _ in ms],
-                artifact_sha256=r.artifact_sha256,
-                artifact_size=r.artifact_size,
-                trainable_params=r.trainable_params,
-                training_run_id=r.training_run_id,
-                status=r.status,
-                created_at=r.created_at,
-            )
-        )
-    return out
+    return [mappers.fusion(mappers.columns(r), tasks[r.task_id], members[r.id]) for r in rows]

@@ -1,0 +1,64 @@
+"""The registry's store: every query lives here. It takes and returns plain entities.
+
+- :mod:`.registry`: :class:`Registry`, the Python API over one registry (SQLAlchemy; writes
+  retry under contention, artifacts are published before the rows that point at them).
+- :mod:`.fastread`: :class:`~.fastread.SqliteReader`, the read path of ``list``/``show``/
+  ``lineage`` over the standard library's sqlite3 (no SQLAlchemy import).
+- Shared by both, pure: :mod:`.refs` (the REF grammar), :mod:`.mappers` (rows → entities),
+  :mod:`.lineage` (the walk and :class:`~.lineage.LineageGraph`), :mod:`.inputs`; and
+  :mod:`.reader`, the :class:`~.reader.RegistryReader` protocol both implement.
+- :mod:`.integrity`: ``verify`` and ``gc``.
+
+Importing this package does not import SQLAlchemy: :class:`Registry` loads on first use, so
+the fast reader stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .inputs import (
+    ALIAS_RE,
+    ENTITY_KINDS,
+    GC_GRACE_SECONDS,
+    NAME_RE,
+    NODE_KINDS,
+    RELATIONS,
+    STATUSES,
+    EdgeIn,
+    MetricIn,
+    TrainingRunIn,
+    config_hash,
+    validate_name,
+)
+from .lineage import LineageGraph
+from .reader import RegistryReader
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = [
+    "ALIAS_RE",
+    "ENTITY_KINDS",
+    "GC_GRACE_SECONDS",
+    "NAME_RE",
+    "NODE_KINDS",
+    "RELATIONS",
+    "STATUSES",
+    "EdgeIn",
+    "LineageGraph",
+    "MetricIn",
+    "Registry",
+    "RegistryReader",
+    "TrainingRunIn",
+    "config_hash",
+    "validate_name",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Registry":
+        from .registry import Registry
+
+        return Registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
