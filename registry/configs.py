@@ -3,7 +3,7 @@
 :class:`FitConfig` holds what the fit loop (:mod:`registry.fitting`) reads; :class:`TrainConfig`
 and :class:`FuseConfig` add what adapter training and fusion training need. Every field carries
 its help text in ``metadata["help"]``: the command line generates its options from these fields
-(:mod:`registry.cli_options`), so ``train``, ``fuse`` and ``update`` cannot drift apart. Values
+(:mod:`registry.cli.options`), so ``train``, ``fuse`` and ``update`` cannot drift apart. Values
 are checked in ``__post_init__``, so a bad setting is refused before any data or model loads.
 Torch-free.
 """

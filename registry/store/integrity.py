@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import entities as E
 from ..errors import NotFound, RegistryError
-from ..orm import SqlAdapter, SqlAdapterVersion, SqlDataset, SqlFusion, SqlLineage
+from ..orm import (
+    SqlAdapter,
+    SqlAdapterVersion,
+    SqlDataset,
+    SqlDriftReport,
+    SqlFusion,
+    SqlHubLink,
+    SqlLineage,
+)
 from . import mappers
 
 if TYPE_CHECKING:
     from .registry import Registry
+
+
+#: The table of each lineage node kind.
+NODE_TABLES: dict[str, Any] = {
+    "adapter": SqlAdapterVersion,
+    "fusion": SqlFusion,
+    "drift": SqlDriftReport,
+    "hub": SqlHubLink,
+    "dataset": SqlDataset,
+}
+
+
+def node_exists(s: Session, kind: str, node_id: int) -> bool:
+    """Return True if the lineage node ``kind:node_id`` exists."""
+    table = NODE_TABLES.get(kind)
+    return table is not None and s.get(table, node_id) is not None
 
 
 def referenced_artifacts(s: Session) -> dict[str, str]:
@@ -46,8 +70,6 @@ def referenced_artifacts(s: Session) -> dict[str, str]:
 
 def verify(registry: Registry) -> E.VerifyReport:
     """Check every referenced artifact against its sha256 and every lineage edge's ends."""
-    from .registry import _node_exists
-
     report = E.VerifyReport()
     referenced = registry.referenced_artifacts()
     for sha, what in sorted(referenced.items()):
@@ -64,7 +86,7 @@ def verify(registry: Registry) -> E.VerifyReport:
         for row in s.scalars(select(SqlLineage)):
             edge = mappers.edge(mappers.columns(row))
             ends = ((edge.parent_kind, edge.parent_id), (edge.child_kind, edge.child_id))
-            out.extend((edge, k, i) for k, i in ends if not _node_exists(s, k, i))
+            out.extend((edge, k, i) for k, i in ends if not node_exists(s, k, i))
         return out
 
     report.rows_checked += registry._read(

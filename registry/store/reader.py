@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import entities as E
+
+if TYPE_CHECKING:
+    from ..artifact_store import ArtifactBackend
 
 
 class RegistryReader(Protocol):
     """The read side shared by :class:`registry.store.Registry` and
     :class:`registry.store.fastread.SqliteReader` (``list``, ``show``, ``lineage``)."""
+
+    @property
+    def artifacts(self) -> ArtifactBackend: ...
 
     def resolve(self, ref: str) -> E.Entity: ...
 

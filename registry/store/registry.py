@@ -56,6 +56,8 @@ from .inputs import (
     config_hash,
     validate_name,
 )
+from .integrity import NODE_TABLES as _NODE_TABLES
+from .integrity import node_exists as _node_exists
 from .lineage import LineageGraph, walk
 from .refs import missing_version, parse_ref
 
@@ -1018,20 +1020,6 @@ def _check_edge(parent_kind: str, relation: str) -> None:
         raise InvalidInput(f"Unknown lineage node kind {parent_kind!r}.")
     if relation not in RELATIONS:
         raise InvalidInput(f"Unknown lineage relation {relation!r}; valid: {', '.join(RELATIONS)}.")
-
-
-_NODE_TABLES: dict[str, Any] = {
-    "adapter": SqlAdapterVersion,
-    "fusion": SqlFusion,
-    "drift": SqlDriftReport,
-    "hub": SqlHubLink,
-    "dataset": SqlDataset,
-}
-
-
-def _node_exists(s: Session, kind: str, node_id: int) -> bool:
-    table = _NODE_TABLES.get(kind)
-    return table is not None and s.get(table, node_id) is not None
 
 
 def _require_node(s: Session, kind: str, node_id: int) -> None:

@@ -1,4 +1,4 @@
-"""Command-line commands for the continual capability (registered on the main group in cli.py)."""
+"""Command-line commands for the continual capability (registered on the group in registry.cli)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from .cli_options import config_from, config_options, config_values
-from .configs import FuseConfig, TrainConfig
+from ..configs import FuseConfig, TrainConfig
+from .options import config_from, config_options, config_values
+from .output import echo_json, open_registry, table
 
 DRIFT_EXIT = 3
 #: The fusion settings ``update`` takes apart from the adapter's (``--fuse-epochs`` ...).
@@ -66,10 +67,9 @@ def drift(
       adapter-registry drift sentiment --data data/mds_dvd
       adapter-registry drift sentiment --data new.jsonl --alpha 0.01 --json
     """
-    from .cli import _echo_json, _registry, _table
-    from .continual import check_drift
+    from ..continual import check_drift
 
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     check = check_drift(
         registry,
         task,
@@ -82,14 +82,14 @@ def drift(
     )
     info = check.to_dict()
     if as_json:
-        _echo_json(info)
+        echo_json(info)
     else:
         click.echo(
             f"Drift check of {task}: {check.rows} {check.split} rows against {check.reference.ref} "
             f"(alpha {alpha}, per test {check.result.per_test_alpha:.4g}, report "
             f"#{info['report_id']})"
         )
-        _table(["TEST", "STATISTIC", "P-VALUE", "DRIFT", "DECISIVE"], _drift_rows(info["tests"]))
+        table(["TEST", "STATISTIC", "P-VALUE", "DRIFT", "DECISIVE"], _drift_rows(info["tests"]))
         if check.drift:
             click.echo(f"DRIFT. Next: adapter-registry update {task} --data {data}")
         else:
@@ -161,9 +161,8 @@ def update(
       adapter-registry update sentiment --data data/mds_dvd --members append --fuse-epochs 2
       adapter-registry update sentiment --data data/mds_kitchen --warm-start
     """
-    from .cli import _echo_json, _registry, _table
-    from .continual import UpdateOptions
-    from .continual import update as run_update
+    from ..continual import UpdateOptions
+    from ..continual import update as run_update
 
     fuse_own = config_values(FuseConfig, settings, only=FUSE_OWN, prefix="fuse_")
     train_config = config_from(TrainConfig, settings)
@@ -181,17 +180,17 @@ def update(
         fuse_config=FuseConfig(**{**train_config.fit_settings(), **fuse_own}),
         progress=not as_json,
     )
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     result = run_update(registry, task, data, options, log=None if as_json else click.echo)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
         return
     if dry_run or not result.drift.drift:
         click.echo("Plan:" if dry_run else "Result:")
         for line in result.plan:
             click.echo(f"  - {line}")
     if result.scores:
-        _table(
+        table(
             ["SPLIT", "CANDIDATE", "CURRENT", "NEW DATA"],
             [
                 [
@@ -236,11 +235,10 @@ def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> No
     Example:
       adapter-registry report --task sentiment --out ./report
     """
-    from .cli import _echo_json, _registry
-    from .continual import build_report
-    from .evaluate import plot_matrix_png
+    from ..continual import build_report
+    from ..evaluate import plot_matrix_png
 
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     reports = build_report(registry, task)
     pngs: dict[str, str] = {}
     for name, rep in reports.items():
@@ -248,7 +246,7 @@ def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> No
             path = plot_matrix_png(rep.matrix, out / f"{name}-accuracy.png", f"{name}: accuracy")
             pngs[name] = str(path)
     if as_json:
-        _echo_json([{**r.to_dict(), "png": pngs.get(n)} for n, r in reports.items()])
+        echo_json([{**r.to_dict(), "png": pngs.get(n)} for n, r in reports.items()])
         return
     if not reports:
         click.echo("No tasks yet. Train one: adapter-registry train TASK --data SPEC --base MODEL")

@@ -7,7 +7,8 @@ import os
 
 import click
 
-from .serve.config import PRECISIONS, TOKEN_ENV, ServeConfig
+from ..serve.config import PRECISIONS, TOKEN_ENV, ServeConfig
+from .output import open_registry
 
 
 @click.command()
@@ -94,8 +95,7 @@ def serve(
       curl -s localhost:8000/v1/predict -H 'content-type: application/json' \\
            -d '{"task": "sentiment", "text": "a warm, funny film"}'
     """
-    from .cli import _registry
-    from .serve.runner import Server
+    from ..serve.runner import Server
 
     config = ServeConfig(
         host=host,
@@ -113,10 +113,10 @@ def serve(
         ui=ui,
     ).check()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
 
     def ready(url: str, pool: object) -> None:
-        from .serve.pool import ModelPool
+        from ..serve.pool import ModelPool
 
         assert isinstance(pool, ModelPool)
         served = {t: s.entity.ref for t, s in sorted(pool.serving().items())}

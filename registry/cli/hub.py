@@ -1,4 +1,4 @@
-"""Command-line commands for the hub capability (registered on the main group in cli.py).
+"""Command-line commands for the hub capability (registered on the group in registry.cli).
 
 huggingface_hub is imported inside the commands (through :mod:`registry.hub`), so the rest of
 the command line stays fast. The token comes from ``HF_TOKEN`` or ``huggingface-cli login``
@@ -8,6 +8,8 @@ and is never accepted on the command line.
 from __future__ import annotations
 
 import click
+
+from .output import echo_json, open_registry
 
 
 @click.command("push")
@@ -48,13 +50,12 @@ def push(
       adapter-registry push sentiment:production --repo my-org/sentiment --branch staging
       adapter-registry push books-fusion@1 --repo my-org/books-fusion --license apache-2.0
     """
-    from . import hub
-    from .cli import _echo_json, _registry
+    from .. import hub
 
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     result = hub.push(registry, ref, repo_id, private=private, branch=branch, license_id=license_id)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
     elif result.noop:
         click.echo(
             f"{result.entity.ref} is already at {repo_id}@{branch} "
@@ -132,11 +133,10 @@ def pull(
       adapter-registry pull my-org/sentiment-books@v2 --as books-from-hub
       adapter-registry pull some-user/bert-sst2-adapter --task sst2 --base bert-base-uncased
     """
-    from . import hub
-    from .cli import _echo_json, _registry
+    from .. import hub
 
     max_bytes = hub.parse_size(max_size)
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     result = hub.pull(
         registry,
         spec,
@@ -148,7 +148,7 @@ def pull(
         recursive=recursive,
     )
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
     elif result.noop:
         click.echo(
             hub.printable(

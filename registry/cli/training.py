@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .cli_options import config_from, config_options
-from .configs import TrainConfig
+from ..configs import TrainConfig
+from .options import config_from, config_options
+from .output import echo_json, open_registry, table
 
 
 def _fields(value: str | None) -> tuple[str, ...] | None:
@@ -75,11 +76,10 @@ def train(
       adapter-registry train sentiment --data ../shared/data/mds_books \\
           --base ./minilm --base-hub-id sentence-transformers/all-MiniLM-L6-v2
     """
-    from .cli import _echo_json, _registry, _table
-    from .trainer import train as run_train
+    from ..trainer import train as run_train
 
     config = config_from(TrainConfig, settings)
-    registry = _registry(ctx, create=True)
+    registry = open_registry(ctx, create=True)
     outcome = run_train(
         registry,
         task,
@@ -96,7 +96,7 @@ def train(
     )
     v = outcome.version
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "ref": v.ref,
                 "id": v.uid,
@@ -114,7 +114,7 @@ def train(
         f"{outcome.fit.tokens_per_s:.0f} tokens/s, {outcome.fit.wall_time_s:.1f}s."
     )
     click.echo(f"Earlier artifacts re-verified unchanged: {outcome.earlier_artifacts_verified}.")
-    _table(["SPLIT", "ACCURACY", "MACRO-F1"], _metrics_rows(outcome.metrics))
+    table(["SPLIT", "ACCURACY", "MACRO-F1"], _metrics_rows(outcome.metrics))
 
 
 @click.command("eval")
@@ -140,19 +140,18 @@ def eval_(
     Example:
       adapter-registry eval sentiment:production --data ../shared/data/mds_dvd --split test
     """
-    from .cli import _echo_json, _registry, _table
-    from .inference import evaluate_entity
+    from ..inference import evaluate_entity
 
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     entity = registry.resolve(ref)
     metrics = evaluate_entity(
         registry, ref, data, split=split, record=not no_record, text_fields=_fields(text_fields)
     )
     if as_json:
-        _echo_json({"ref": entity.ref, "split": split, "metrics": metrics})
+        echo_json({"ref": entity.ref, "split": split, "metrics": metrics})
         return
     click.echo(f"{entity.ref} on {data} [{split}]")
-    _table(["METRIC", "VALUE"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
+    table(["METRIC", "VALUE"], [[k, f"{v:.4f}"] for k, v in metrics.items()])
 
 
 @click.command()
@@ -188,19 +187,18 @@ def predict(
       adapter-registry predict nli@2 --text "A man sleeps." --text-b "Nobody sleeps."
       adapter-registry predict sentiment@3 --data reviews.jsonl --out preds.jsonl
     """
-    from .cli import _echo_json, _registry
-    from .errors import InvalidInput
-    from .inference import predict as run_predict
+    from ..errors import InvalidInput
+    from ..inference import predict as run_predict
 
     if (text is None) == (data is None):
         raise click.UsageError("Give exactly one of --text or --data.")
     if text_b is not None and text is None:
         raise click.UsageError("--text-b goes with --text.")
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     if text is not None:
         preds = run_predict(registry, ref, texts=[(text, text_b)])
         if as_json:
-            _echo_json(preds[0])
+            echo_json(preds[0])
         else:
             best = preds[0]
             click.echo(f"{best['label']}\t{best['scores'][best['label']]:.4f}")

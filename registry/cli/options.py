@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 C = TypeVar("C")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,4 +1,4 @@
-"""Command-line commands for the compose capability (registered on the main group in cli.py)."""
+"""Command-line commands for the compose capability (registered on the group in registry.cli)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_options import config_from, config_options
-from .configs import FuseConfig
+from ..configs import FuseConfig
+from .options import config_from, config_options
+from .output import echo_json, open_registry, table
 
 if TYPE_CHECKING:
-    from .composer import FuseOutcome
+    from ..composer import FuseOutcome
 
 COMMANDS: list[click.Command] = []
 
@@ -54,11 +55,10 @@ def fuse(
       adapter-registry fuse cb --adapters mnli@1,qqp@1,qnli@1,cb@1 --data data/cb
       adapter-registry fuse cb --adapters mnli,qqp --data data/cb --static --json
     """
-    from .cli import _echo_json, _registry
-    from .composer import fuse as run_fuse
+    from ..composer import fuse as run_fuse
 
     config = config_from(FuseConfig, settings, dynamic=not static)
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     fields = tuple(_split_list(text_fields)) or None
     outcome = run_fuse(
         registry,
@@ -73,7 +73,7 @@ def fuse(
     )
     fusion = outcome.fusion
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "id": fusion.uid,
                 "ref": fusion.ref,
@@ -92,8 +92,7 @@ def fuse(
 
 
 def _print_outcome(outcome: FuseOutcome) -> None:
-    from .cli import _table
-    from .views import human_count
+    from ..views import human_count
 
     fusion = outcome.fusion
     click.echo(
@@ -105,7 +104,7 @@ def _print_outcome(outcome: FuseOutcome) -> None:
         [split, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}"]
         for split, m in outcome.metrics.items()
     ]
-    _table(["SPLIT", "ACCURACY", "MACRO-F1"], rows)
+    table(["SPLIT", "ACCURACY", "MACRO-F1"], rows)
     click.echo(
         f"Verified unchanged: {outcome.members_verified} member artifact(s), "
         f"{outcome.earlier_artifacts_verified} earlier artifact(s) in all (sha256)."
@@ -143,17 +142,16 @@ def attention(
     Example:
       adapter-registry attention cb-fusion@1 --data data/cb --out reports/
     """
-    from .cli import _echo_json, _registry, _table
-    from .composer import fusion_attention
-    from .evaluate import plot_attention_png
+    from ..composer import fusion_attention
+    from ..evaluate import plot_attention_png
 
-    registry = _registry(ctx)
+    registry = open_registry(ctx)
     fusion = registry.resolve(ref)
     weights, members = fusion_attention(registry, ref, data, split=split, max_examples=max_examples)
     png = out / f"attention-{fusion.name}-v{fusion.version}.png"
     plot_attention_png(weights, members, png, f"{fusion.ref}: fusion attention ({split})")
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "ref": fusion.ref,
                 "members": members,
@@ -164,7 +162,7 @@ def attention(
         )
         return
     rows = [[str(i)] + [f"{float(v):.3f}" for v in row] for i, row in enumerate(weights)]
-    _table(["LAYER", *members], rows, title=f"{fusion.ref}: mean attention per member")
+    table(["LAYER", *members], rows, title=f"{fusion.ref}: mean attention per member")
     click.echo(f"Wrote heatmap to {png}")
 
 

@@ -1,0 +1,198 @@
+"""Set-up and upkeep: ``init``, ``db``, ``alias``, ``deprecate``, ``verify``, ``gc``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import RegistryError
+from .output import echo_json, open_registry
+
+
+# ---------------------------------------------------------------------- set-up
+@click.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the registry (folder, database, schema), or upgrade an existing one.
+
+    \b
+    Example:
+      ADAPTER_REGISTRY_HOME=./reg adapter-registry init
+    """
+    from ..store import Registry
+
+    registry = Registry.init(ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"])
+    click.echo(
+        f"Registry ready at {registry.settings.home} "
+        f"(database {registry.settings.redacted_url()}, "
+        f"artifacts {registry.settings.artifacts_location}, "
+        f"schema {registry.db.current_revision()})."
+    )
+
+
+@click.group()
+def db() -> None:
+    """Manage the database schema.
+
+    \b
+    Example:
+      adapter-registry db current
+      adapter-registry db upgrade
+    """
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the schema to the newest revision (take a backup first).
+
+    \b
+    Example:
+      adapter-registry db upgrade
+    """
+    from ..db import SCHEMA_HEAD, Database
+    from ..settings import load_settings
+
+    obj = ctx.find_root().obj
+    settings = load_settings(obj["home"], obj["db"])
+    if settings.sqlite_path is not None and not settings.sqlite_path.exists():
+        raise RegistryError(
+            f"No registry database at {settings.sqlite_path}.", hint="Run: adapter-registry init"
+        )
+    database = Database(settings)
+    before = database.current_revision()
+    database.upgrade()
+    click.echo(f"Schema upgraded from {before or 'empty'} to {SCHEMA_HEAD}.")
+
+
+@db.command("current")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def db_current(ctx: click.Context, as_json: bool) -> None:
+    """Show the schema revision of the database and the one this code expects.
+
+    \b
+    Example:
+      adapter-registry db current --json
+    """
+    from ..db import SCHEMA_HEAD, Database
+    from ..settings import load_settings
+
+    obj = ctx.find_root().obj
+    settings = load_settings(obj["home"], obj["db"])
+    if settings.sqlite_path is not None and not settings.sqlite_path.exists():
+        raise RegistryError(
+            f"No registry database at {settings.sqlite_path}.", hint="Run: adapter-registry init"
+        )
+    current = Database(settings).current_revision()
+    state = "up to date" if current == SCHEMA_HEAD else "needs: adapter-registry db upgrade"
+    if as_json:
+        echo_json({"current": current, "head": SCHEMA_HEAD, "up_to_date": current == SCHEMA_HEAD})
+    else:
+        click.echo(f"current {current or 'none'}, head {SCHEMA_HEAD} ({state})")
+
+
+# ---------------------------------------------------------------------- changing
+@click.command()
+@click.argument("task")
+@click.argument("alias")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def alias(ctx: click.Context, task: str, alias: str, ref: str, as_json: bool) -> None:
+    """Point TASK:ALIAS (e.g. sentiment:production) at an adapter version or fusion.
+
+    \b
+    Example:
+      adapter-registry alias sentiment production sentiment-fusion@3
+    """
+    registry = open_registry(ctx)
+    result = registry.set_alias(task, alias, ref)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(f"{result.task}:{result.alias} → {result.target_ref}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--undo", is_flag=True, help="Mark it active again.")
+@click.pass_context
+def deprecate(ctx: click.Context, ref: str, undo: bool) -> None:
+    """Mark an adapter version or fusion deprecated (its files and rows stay).
+
+    \b
+    Example:
+      adapter-registry deprecate sentiment-books@1
+    """
+    registry = open_registry(ctx)
+    entity = registry.set_status(ref, "active" if undo else "deprecated")
+    click.echo(f"{entity.ref} is now {entity.status}.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for monitoring.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Check every artifact against its sha256 and every row against its files.
+
+    Exits 1 when anything is damaged or missing.
+
+    \b
+    Example:
+      adapter-registry verify --json
+    """
+    registry = open_registry(ctx)
+    report = registry.verify()
+    if as_json:
+        data = report.to_dict()
+        data["ok"] = report.ok
+        echo_json(data)
+    else:
+        click.echo(
+            f"Checked {report.artifacts_checked + len(report.problems)} artifacts and "
+            f"{report.rows_checked} rows: {len(report.problems)} problem(s), "
+            f"{len(report.orphans)} unreferenced file(s)."
+        )
+        for p in report.problems:
+            click.echo(f"  {p['kind'].upper()}: {p['what']}: {p['error']}")
+        for o in report.orphans:
+            click.echo(f"  ORPHAN: {o}")
+        if report.orphans:
+            click.echo("Remove unreferenced files with: adapter-registry gc")
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option(
+    "--grace",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Keep files younger than this many seconds (a writer may still be registering them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
+    """Remove artifact files that no row points at.
+
+    \b
+    Example:
+      adapter-registry gc --dry-run
+      adapter-registry gc --grace 0
+    """
+    registry = open_registry(ctx)
+    removed = registry.gc(dry_run=dry_run, grace_seconds=grace)
+    if as_json:
+        echo_json({"dry_run": dry_run, "removed": removed})
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(f"{verb} {len(removed)} unreferenced item(s).")
+    for path in removed:
+        click.echo(f"  {path}")
+
+
+COMMANDS: list[click.Command] = [init, db, alias, deprecate, verify, gc]

@@ -1,0 +1,209 @@
+"""Reading the registry: ``list``, ``show``, ``lineage`` (on the fast reader when it can)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import entities as E
+from ..store import RegistryReader
+from .output import echo_json, read, table
+
+
+# ---------------------------------------------------------------------- reading
+@click.command("list")
+@click.option("--task", help="Only this task's adapters and fusions.")
+@click.option("--kind", type=click.Choice(["adapter", "fusion"]), help="Only adapters or fusions.")
+@click.option("--active", is_flag=True, help="Hide deprecated versions.")
+@click.option(
+    "--limit",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Show the newest N adapter versions and N fusions (0 = all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def list_(
+    ctx: click.Context, task: str | None, kind: str | None, active: bool, limit: int, as_json: bool
+) -> None:
+    """List adapter versions and fusions.
+
+    \b
+    Example:
+      adapter-registry list --task sentiment
+      adapter-registry list --limit 0 --json   # everything
+      adapter-registry list --json | jq '.[].ref'
+    """
+    from .. import entities as E
+    from ..views import entity_summary, human_count
+
+    items, all_aliases = read(
+        ctx,
+        lambda registry: (
+            registry.list_entities(
+                task=task, kind=kind, include_deprecated=not active, limit=limit or None
+            ),
+            registry.aliases(),
+        ),
+    )
+    aliases: dict[tuple[str, int], list[str]] = {}
+    for a in all_aliases:
+        aliases.setdefault((a.target_kind, a.target_id), []).append(f"{a.task}:{a.alias}")
+    if as_json:
+        out = []
+        for e in items:
+            data = entity_summary(e)
+            data["aliases"] = aliases.get((e.kind, e.id), [])
+            out.append(data)
+        echo_json(out)
+        return
+    if not items:
+        click.echo(
+            "No adapters or fusions yet. "
+            "Train one: adapter-registry train TASK --data SPEC --base MODEL"
+        )
+        return
+    rows = []
+    for e in items:
+        what = e.method if e.kind == "adapter" else "fusion of " + ", ".join(e.members)  # type: ignore[union-attr]
+        rows.append(
+            [
+                e.uid,
+                e.ref,
+                e.task,
+                what,
+                e.status,
+                human_count(e.trainable_params),
+                ", ".join(aliases.get((e.kind, e.id), [])),
+                E.jsonable(e.created_at),
+            ]
+        )
+    table(["ID", "REF", "TASK", "WHAT", "STATUS", "PARAMS", "ALIASES", "CREATED"], rows)
+
+
+def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseModel, dict[str, Any]]:
+    """Collect everything ``show`` prints about REF (store or fast reader)."""
+    entity = registry.resolve(ref)
+    data = entity.to_dict()
+    data["id"] = entity.uid
+    data["ref"] = entity.ref
+    base = registry.get_base_model(entity.base_model_id)
+    data["base_model"] = base.to_dict()
+    if entity.training_run_id is not None:
+        data["training_run"] = registry.training_run(entity.training_run_id).to_dict()
+    data["metrics"] = [
+        {k: m.to_dict()[k] for k in ("name", "value", "split", "dataset_id", "step")}
+        for m in registry.metrics(entity)
+    ]
+    graph = registry.lineage(entity, max_depth=1)
+    labels = {n["key"]: n["label"] for n in graph["nodes"]}
+    me = f"{entity.kind}:{entity.id}"
+    data["parents"] = [
+        {"relation": e["relation"], "ref": labels[e["parent"]]}
+        for e in graph["edges"]
+        if e["child"] == me
+    ]
+    data["children"] = [
+        {"relation": e["relation"], "ref": labels[e["child"]]}
+        for e in graph["edges"]
+        if e["parent"] == me
+    ]
+    data["aliases"] = [
+        f"{a.task}:{a.alias}"
+        for a in registry.aliases()
+        if (a.target_kind, a.target_id) == (entity.kind, entity.id)
+    ]
+    data["hub_links"] = [h.to_dict() for h in registry.hub_links(entity)]
+    data["artifact_path"] = registry.artifacts.location(entity.artifact_sha256)
+    return entity, base, data
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show everything recorded about an adapter version or fusion.
+
+    REF is name@version, name (latest active), TASK:ALIAS, or an id (a12, f3).
+
+    \b
+    Example:
+      adapter-registry show sentiment-books@2
+      adapter-registry show sentiment:production --json
+    """
+    from ..views import human_count
+
+    entity, base, data = read(ctx, lambda registry: _show_data(registry, ref))
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"{entity.ref}  ({entity.kind} {entity.uid}, task {entity.task}, {entity.status})")
+    click.echo(
+        f"  base model    {base.name} @ {base.revision[:12]} "
+        f"({base.architecture}, {base.num_layers} layers)"
+    )
+    if entity.kind == "adapter":
+        click.echo(f"  method        {entity.method}  config {entity.config_hash[:12]}")  # type: ignore[union-attr]
+    else:
+        click.echo(f"  members       {', '.join(entity.members)}")  # type: ignore[union-attr]
+    click.echo(f"  parameters    {human_count(entity.trainable_params)} trainable")
+    click.echo(f"  artifact      {entity.artifact_sha256[:16]}… ({entity.artifact_size} bytes)")
+    click.echo(f"  created       {data['created_at']}")
+    if data["aliases"]:
+        click.echo(f"  aliases       {', '.join(data['aliases'])}")
+    for p in data["parents"]:
+        click.echo(f"  parent        {p['relation']}: {p['ref']}")
+    for c in data["children"]:
+        click.echo(f"  child         {c['relation']}: {c['ref']}")
+    run = data.get("training_run")
+    if run:
+        speed = f", {run['tokens_per_s']:.0f} tokens/s" if run.get("tokens_per_s") else ""
+        wall = f"{run['wall_time_s']:.1f}s" if run.get("wall_time_s") is not None else "?"
+        click.echo(f"  training      seed {run['seed']}, {wall}{speed}, device {run['device']}")
+    for h in data["hub_links"]:
+        click.echo(f"  hub           {h['direction']} {h['repo_id']} @ {h['commit_sha'][:12]}")
+    if data["metrics"]:
+        rows = [
+            [
+                m["name"],
+                m["split"] or "",
+                f"{m['value']:.4f}",
+                "" if m["step"] is None else str(m["step"]),
+            ]
+            for m in data["metrics"]
+        ]
+        table(["METRIC", "SPLIT", "VALUE", "STEP"], rows)
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tree", "mermaid", "json"]),
+    default="tree",
+    show_default=True,
+)
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, fmt: str) -> None:
+    """Show where an adapter or fusion came from and what was built from it.
+
+    \b
+    Example:
+      adapter-registry lineage sentiment:production --format mermaid
+    """
+    from ..views import lineage_mermaid, lineage_tree
+
+    graph = read(ctx, lambda registry: registry.lineage(registry.resolve(ref)))
+    if fmt == "json":
+        echo_json(graph)
+    elif fmt == "mermaid":
+        click.echo(lineage_mermaid(graph))
+    else:
+        click.echo(lineage_tree(graph))
+
+
+COMMANDS: list[click.Command] = [list_, show, lineage]
