@@ -200,10 +200,10 @@ def main() -> None:
         )
     lines += [
         "",
-        "- read path: `list`, `show` and `lineage` answer through registry/store/fastread.py (stdlib "
-        "sqlite3, no SQLAlchemy import) on the embedded SQLite database; the full store column "
-        "is the same command with ADAPTER_REGISTRY_FAST_READ=0 (what PostgreSQL registries and "
-        "every write use).",
+        "- read path: `list`, `show` and `lineage` answer through registry/store/fastread.py "
+        "(stdlib sqlite3, no SQLAlchemy import) on the embedded SQLite database; the full store "
+        "column is the same command with ADAPTER_REGISTRY_FAST_READ=0 (what PostgreSQL "
+        "registries and every write use).",
         f"- heavy libraries (torch, transformers, adapters) imported by the CLI at start-up: "
         f"{import_probe}",
         "",
