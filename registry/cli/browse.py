@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import entities as E
-from ..store import RegistryReader
 from .output import echo_json, read, table
+
+if TYPE_CHECKING:
+    from .. import entities as E
+    from ..store import RegistryReader
 
 
 # ---------------------------------------------------------------------- reading
