@@ -196,7 +196,7 @@ class Backbone:
         # Hub models load at the resolved commit, so a moving branch cannot change the weights.
         pin: dict[str, Any] = {} if info.local_path else {"revision": info.revision}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **pin)
+            tokenizer = AutoTokenizer.from_pretrained(source, **pin)  # type: ignore[no-untyped-call]
             model = adapters.AutoAdapterModel.from_pretrained(source, **pin)
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidInput(
@@ -235,7 +235,8 @@ class Backbone:
             raise AlreadyExists(f"An adapter named {name!r} is already loaded.")
         config = configs[method](reduction_factor=reduction_factor, leave_out=list(leave_out or []))
         self.model.add_adapter(name, config=config)
-        return _jsonable(config.to_dict())
+        saved: dict[str, Any] = _jsonable(config.to_dict())
+        return saved
 
     def add_head(self, name: str, label_names: list[str], layers: int = 2) -> None:
         """Add a classification head whose class ids map to ``label_names`` in order."""
@@ -266,7 +267,8 @@ class Backbone:
         self.model.add_adapter_fusion(adapters.Fuse(*members), "dynamic" if dynamic else "static")
         self.model.to(self.device)
         config, _ = self.model.adapters_config.get_fusion(name)
-        return _jsonable(config.to_dict())
+        saved: dict[str, Any] = _jsonable(config.to_dict())
+        return saved
 
     def copy_head(self, source: str, target: str) -> bool:
         """Copy ``source`` head's weights into ``target``; return False if their shapes differ."""
@@ -604,7 +606,8 @@ class Backbone:
         self.model.eval()
         try:
             with torch.no_grad():
-                return self.model(**self._inputs(batch, with_labels=False)).logits
+                logits: Tensor = self.model(**self._inputs(batch, with_labels=False)).logits
+                return logits
         finally:
             # Restore the mode so evaluating mid-training does not switch dropout off for good.
             self.model.train(was_training)

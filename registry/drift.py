@@ -133,7 +133,8 @@ def _squared_distances(z: FloatArray) -> FloatArray:
     d2 = sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)
     np.maximum(d2, 0.0, out=d2)
     np.fill_diagonal(d2, 0.0)
-    return d2
+    out: FloatArray = d2
+    return out
 
 
 def _median_bandwidth(d2: FloatArray) -> float:
@@ -165,7 +166,8 @@ def _mmd2_for_masks(
     xy = x_all - xx  # aᵀKb
     yy = total - 2.0 * x_all + xx  # bᵀKb
     # The diagonal of an RBF kernel is 1: remove it from the within-sample sums.
-    return (xx - n) / (n * (n - 1)) + (yy - m) / (m * (m - 1)) - 2.0 * xy / (n * m)
+    mmd2: FloatArray = (xx - n) / (n * (n - 1)) + (yy - m) / (m * (m - 1)) - 2.0 * xy / (n * m)
+    return mmd2
 
 
 def mmd_permutation_test(

@@ -64,7 +64,7 @@ def _sorted_labels(values: Iterable[Any]) -> list[Any]:
 def accuracy(y_true: Sequence[Hashable], y_pred: Sequence[Hashable]) -> float:
     """Return the share of predictions equal to the true label."""
     t, p = _pair(y_true, y_pred)
-    return sum(a == b for a, b in zip(t, p, strict=True)) / len(t)
+    return float(sum(a == b for a, b in zip(t, p, strict=True)) / len(t))
 
 
 def _per_class_f1(t: list[Any], p: list[Any], labels: Sequence[Any]) -> dict[Any, float | None]:

@@ -246,7 +246,7 @@ def fit(
         )
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = max(1, config.epochs * len(train_batches))
-    scheduler = get_linear_schedule_with_warmup(
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
     weights = class_weights.to(backbone.device) if class_weights is not None else None
@@ -277,7 +277,7 @@ def fit(
                     reg = extra_loss()
                     if reg is not None:
                         loss = loss + reg
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()

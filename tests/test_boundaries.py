@@ -24,6 +24,7 @@ ENGINE_OWNER = PACKAGE / "backbone.py"
 #: Cycles still to break, named by their modules. Empty when the package is clean.
 KNOWN_CYCLES: list[list[str]] = []
 
+
 @functools.cache
 def _modgraph() -> ModuleType:
     spec = importlib.util.spec_from_file_location("modgraph", ROOT / "tools" / "modgraph.py")

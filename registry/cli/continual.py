@@ -136,6 +136,7 @@ def drift(
 @click.pass_context
 def update(
     ctx: click.Context,
+    /,
     task: str,
     data: str,
     dry_run: bool,

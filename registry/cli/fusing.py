@@ -35,6 +35,7 @@ def _split_list(value: str | None) -> list[str]:
 @click.pass_context
 def fuse(
     ctx: click.Context,
+    /,
     task: str,
     adapter_refs: str,
     data: str,

@@ -139,7 +139,8 @@ def config_values(
 def config_from(cls: Callable[..., C], values: MutableMapping[str, Any], **fixed: Any) -> C:
     """Build ``cls`` from the options made for it (popped from ``values``) and ``fixed``."""
     assert isinstance(cls, type)
-    return cls(**{**config_values(cls, values, exclude=tuple(fixed)), **fixed})
+    made: C = cls(**{**config_values(cls, values, exclude=tuple(fixed)), **fixed})
+    return made
 
 
 def _int_list(value: str | None, option: str) -> list[int]:

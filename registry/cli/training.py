@@ -52,6 +52,7 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
 @click.pass_context
 def train(
     ctx: click.Context,
+    /,
     task: str,
     data: str,
     base: str,

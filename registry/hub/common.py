@@ -230,7 +230,10 @@ def _hub_errors(
 
 def _refs_text(api: Any, repo_id: str, timeout: float) -> str:
     """`` Branches: ... Tags: ...`` of a repo for a hint (best effort, empty on any failure)."""
-    from huggingface_hub.utils import build_hf_headers, get_session
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]
+        build_hf_headers,
+        get_session,
+    )
 
     url = f"{api.endpoint.rstrip('/')}/api/models/{repo_id}/refs"
     try:

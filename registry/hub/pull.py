@@ -356,7 +356,11 @@ class _Fetcher:
         if filename in self._got:
             return self._got[filename]
         from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        from huggingface_hub.utils import (  # type: ignore[attr-defined]
+            build_hf_headers,
+            get_session,
+            hf_raise_for_status,
+        )
 
         url = hf_hub_url(self.repo_id, filename, revision=self.sha, endpoint=self.endpoint)
         headers = build_hf_headers(token=self.token)

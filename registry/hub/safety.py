@@ -333,7 +333,7 @@ def _check_safetensors(path: Path, label: str) -> int:
 
     try:
         total = 0
-        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
+        with safe_open(str(path), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 - safe_open has no __iter__
                 total += int(fh.get_tensor(key).numel())
         return total
