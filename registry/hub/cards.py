@@ -393,7 +393,7 @@ def model_card(
     base = meta["base_model"]
     is_fusion = meta["kind"] == "fusion"
     method = "adapter-fusion" if is_fusion else str(meta.get("method") or "adapter")
-    front = _card_data(meta, license_id).to_yaml()
+    front: str = _card_data(meta, license_id).to_yaml()
     hub_id = base.get("hub_id")
     base_text = f"[`{hub_id}`]({endpoint.rstrip('/')}/{hub_id})" if hub_id else f"`{base['name']}`"
     if hub_id and hub_id != base["name"]:
