@@ -225,14 +225,21 @@ class Backbone:
                 hint="Use seq_bn (Pfeiffer) or double_seq_bn (Houlsby).",
             )
         if reduction_factor <= 0:
-            raise InvalidInput(f"reduction_factor must be positive, got {reduction_factor}.")
+            raise InvalidInput(
+                f"reduction_factor must be positive, got {reduction_factor}.",
+                hint="e.g. --reduction-factor 16",
+            )
         bad = [i for i in leave_out or [] if not 0 <= i < self.info.num_layers]
         if bad:
             raise InvalidInput(
                 f"leave_out layers {bad} are outside 0..{self.info.num_layers - 1}.",
+                hint="Leave out only layers the base model has (--leave-out).",
             )
         if name in self.model.adapters_config.adapters:
-            raise AlreadyExists(f"An adapter named {name!r} is already loaded.")
+            raise AlreadyExists(
+                f"An adapter named {name!r} is already loaded.",
+                hint="Load it under another name, or unload it first.",
+            )
         config = configs[method](reduction_factor=reduction_factor, leave_out=list(leave_out or []))
         self.model.add_adapter(name, config=config)
         saved: dict[str, Any] = _jsonable(config.to_dict())
@@ -243,9 +250,12 @@ class Backbone:
         if len(label_names) < 2 or len(set(label_names)) != len(label_names):
             raise InvalidInput(
                 f"A classification head needs at least two distinct labels, got {label_names}.",
+                hint="Give data with two or more labels.",
             )
         if name in self.model.heads:
-            raise AlreadyExists(f"A head named {name!r} is already loaded.")
+            raise AlreadyExists(
+                f"A head named {name!r} is already loaded.", hint="Add the head under another name."
+            )
         self.model.add_classification_head(
             name,
             num_labels=len(label_names),
@@ -260,10 +270,16 @@ class Backbone:
 
         self._require_adapters(members)
         if len(set(members)) != len(members):
-            raise InvalidInput(f"Fusion members must be distinct, got {members}.")
+            raise InvalidInput(
+                f"Fusion members must be distinct, got {members}.",
+                hint="Name each member adapter once.",
+            )
         name = _fusion_name(members)
         if name in self.model.adapters_config.fusions:
-            raise AlreadyExists(f"A fusion over {members} is already loaded.")
+            raise AlreadyExists(
+                f"A fusion over {members} is already loaded.",
+                hint="Load it under its own name (load_fusion(name=...)).",
+            )
         self.model.add_adapter_fusion(adapters.Fuse(*members), "dynamic" if dynamic else "static")
         self.model.to(self.device)
         config, _ = self.model.adapters_config.get_fusion(name)
@@ -354,7 +370,10 @@ class Backbone:
         head_files = list(layout.HEAD_FILES) if with_head else []
         self._check_loadable(folder, [ADAPTER_CONFIG, ADAPTER_WEIGHTS, *head_files])
         if name in self.model.adapters_config.adapters or name in self.model.heads:
-            raise AlreadyExists(f"An adapter or head named {name!r} is already loaded.")
+            raise AlreadyExists(
+                f"An adapter or head named {name!r} is already loaded.",
+                hint="Load it under another name.",
+            )
         loading_info: dict[str, list[str]] = {}
         try:
             loaded = self.model.load_adapter(
@@ -408,9 +427,15 @@ class Backbone:
             )
         fusion = name or _fusion_name(members)
         if fusion in self.model.adapters_config.fusions:
-            raise AlreadyExists(f"A fusion over {members} named {fusion!r} is already loaded.")
+            raise AlreadyExists(
+                f"A fusion over {members} named {fusion!r} is already loaded.",
+                hint="Load it under another name.",
+            )
         if head in self.model.heads:
-            raise AlreadyExists(f"A head named {head!r} is already loaded.")
+            raise AlreadyExists(
+                f"A head named {head!r} is already loaded.",
+                hint="Load the fusion's head under another name.",
+            )
         loading_info: dict[str, list[str]] = {}
         try:
             self.model.load_adapter_fusion(
@@ -694,7 +719,7 @@ class Backbone:
 
     def _require_adapters(self, names: list[str]) -> None:
         if not names:
-            raise InvalidInput("No adapter names given.")
+            raise InvalidInput("No adapter names given.", hint="Name one or more loaded adapters.")
         missing = [n for n in names if n not in self.model.adapters_config.adapters]
         if missing:
             raise NotFound(
@@ -731,7 +756,10 @@ class Backbone:
                 hint="This is a bug in registry.backbone; please report it.",
             )
         if not self.trainable_parameters():
-            raise IntegrityError("Nothing is trainable after setting up training.")
+            raise IntegrityError(
+                "Nothing is trainable after setting up training.",
+                hint="This is a bug in registry.backbone; please report it.",
+            )
 
     @staticmethod
     def _fresh_folder(folder: Path) -> Path:
@@ -769,7 +797,10 @@ class Backbone:
     @staticmethod
     def _check_loadable(folder: Path, expected: list[str]) -> None:
         if not folder.is_dir():
-            raise NotFound(f"Folder {folder} does not exist.")
+            raise NotFound(
+                f"Folder {folder} does not exist.",
+                hint="Check the path; list artifacts with: adapter-registry verify",
+            )
         missing = [f for f in expected if not (folder / f).is_file()]
         if missing:
             pickles = sorted(p.name for p in folder.iterdir() if layout.is_pickle(p.name))

@@ -434,11 +434,16 @@ def fusion_attention(
             hint="Give a fusion REF; list them with: adapter-registry list --kind fusion",
         )
     if max_examples < 1:
-        raise InvalidInput(f"max_examples must be at least 1, got {max_examples}.")
+        raise InvalidInput(
+            f"max_examples must be at least 1, got {max_examples}.", hint="e.g. --max-examples 256"
+        )
     bundle = load_spec(data, require_labels=False)
     rows = [Example(e.text_a, e.text_b, None) for e in bundle.split(split)[:max_examples]]
     if not rows:
-        raise InvalidInput(f"Split {split!r} of {bundle.source} is empty.")
+        raise InvalidInput(
+            f"Split {split!r} of {bundle.source} is empty.",
+            hint="Pick a split with rows (--split).",
+        )
     task = registry.get_task_by_id(entity.task_id)
     if (task.kind == "pair") != bundle.pair:
         raise InvalidInput(
@@ -460,6 +465,6 @@ def fusion_attention(
         total = part if total is None else total + part
         weight += tokens
     if total is None or weight == 0:  # pragma: no cover - rows are non-empty
-        raise NotFound("No tokens to measure attention on.")
+        raise NotFound("No tokens to measure attention on.", hint="Give rows with text.")
     refs = [registry.get_adapter_version(mid).ref for mid in entity.member_ids]
     return total / weight, refs

@@ -101,7 +101,10 @@ def load_spec(
             ``test_unlabeled`` splits may always lack labels.
     """
     if text_fields is not None and len(text_fields) not in (1, 2):
-        raise InvalidInput(f"text_fields needs one or two column names, got {list(text_fields)}.")
+        raise InvalidInput(
+            f"text_fields needs one or two column names, got {list(text_fields)}.",
+            hint="e.g. --text-fields premise,hypothesis",
+        )
     if isinstance(spec, str | Path):
         path = Path(spec).expanduser()
         if path.is_dir():
@@ -176,7 +179,8 @@ def _read_file(path: Path) -> list[_Row]:
     if suffix == ".parquet":
         return _read_parquet(path)
     raise InvalidInput(
-        f"{path}: unsupported file type {suffix!r}; use one of {', '.join(EXTENSIONS)}."
+        f"{path}: unsupported file type {suffix!r}; use one of {', '.join(EXTENSIONS)}.",
+        hint="Convert the file to jsonl, csv or parquet.",
     )
 
 
@@ -195,6 +199,7 @@ def _read_jsonl(path: Path) -> Iterator[_Row]:
         if not isinstance(value, dict):
             raise InvalidInput(
                 f"{path}, line {number}: expected a JSON object, got {type(value).__name__}.",
+                hint="Write one JSON object per line.",
             )
         yield _Row(f"{path}, line {number}", value)
 
@@ -205,6 +210,7 @@ def _read_json(path: Path) -> list[_Row]:
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"{path}, line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}).",
+            hint="Fix the JSON in the data file.",
         ) from exc
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
@@ -216,7 +222,10 @@ def _read_json(path: Path) -> list[_Row]:
     rows = []
     for number, item in enumerate(value, start=1):
         if not isinstance(item, dict):
-            raise InvalidInput(f"{path}, row {number}: expected a JSON object.")
+            raise InvalidInput(
+                f"{path}, row {number}: expected a JSON object.",
+                hint="A .json file holds a list of JSON objects.",
+            )
         rows.append(_Row(f"{path}, row {number}", item))
     return rows
 
@@ -228,14 +237,20 @@ def _read_csv(path: Path) -> Iterator[_Row]:
     except StopIteration:
         return
     except csv.Error as exc:
-        raise InvalidInput(f"{path}, line 1: malformed CSV header ({exc}).") from exc
+        raise InvalidInput(
+            f"{path}, line 1: malformed CSV header ({exc}).",
+            hint="Fix the header line of the CSV file.",
+        ) from exc
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise InvalidInput(f"{path}, line {reader.line_num}: malformed CSV ({exc}).") from exc
+            raise InvalidInput(
+                f"{path}, line {reader.line_num}: malformed CSV ({exc}).",
+                hint="Fix the row in the CSV file.",
+            ) from exc
         if not row:
             continue
         if len(row) != len(header):
@@ -253,7 +268,10 @@ def _read_parquet(path: Path) -> list[_Row]:
     try:
         records = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InvalidInput(f"{path}: not a readable parquet file ({exc}).") from exc
+        raise InvalidInput(
+            f"{path}: not a readable parquet file ({exc}).",
+            hint="Check the file, or convert it to jsonl.",
+        ) from exc
     return [_Row(f"{path}, row {i}", r) for i, r in enumerate(records, start=1)]
 
 
@@ -330,15 +348,22 @@ def _detect_fields(columns: Iterable[str], where: str) -> tuple[str, ...]:
 def _text(row: _Row, field_name: str) -> str:
     value = row.values.get(field_name)
     if value is None:
-        raise InvalidInput(f"{row.where}: missing text field {field_name!r}.")
+        raise InvalidInput(
+            f"{row.where}: missing text field {field_name!r}.",
+            hint="Name the text column(s) with --text-fields.",
+        )
     if not isinstance(value, str):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(
-                f"{row.where}: text field {field_name!r} is a {type(value).__name__}, not text."
+                f"{row.where}: text field {field_name!r} is a {type(value).__name__}, not text.",
+                hint="Put text in the text column(s), or pick others with --text-fields.",
             )
         value = str(value)
     if not value.strip():
-        raise InvalidInput(f"{row.where}: empty text in field {field_name!r}.")
+        raise InvalidInput(
+            f"{row.where}: empty text in field {field_name!r}.",
+            hint="Fix or drop the row in the data file.",
+        )
     return value
 
 
@@ -356,6 +381,7 @@ def _label(row: _Row, label_field: str, label_names: list[str] | None) -> str | 
         else:
             raise InvalidInput(
                 f"{row.where}: label id {value} is out of range for labels {label_names}.",
+                hint="Use label ids 0..n-1, or write label names.",
             )
     elif isinstance(value, str):
         name = value
@@ -366,7 +392,8 @@ def _label(row: _Row, label_field: str, label_names: list[str] | None) -> str | 
                 name = label_names[index]
     else:
         raise InvalidInput(
-            f"{row.where}: label {value!r} is a {type(value).__name__}; use a name or an id."
+            f"{row.where}: label {value!r} is a {type(value).__name__}; use a name or an id.",
+            hint="Write labels as names (positive) or ids (0, 1, ...).",
         )
     if label_names is not None and name not in label_names:
         raise InvalidInput(
@@ -499,29 +526,41 @@ def make_batches(
     import torch
 
     if batch_size < 1:
-        raise InvalidInput(f"batch_size must be at least 1, got {batch_size}.")
+        raise InvalidInput(
+            f"batch_size must be at least 1, got {batch_size}.", hint="e.g. --batch-size 32"
+        )
     if not examples:
-        raise InvalidInput("No examples to batch.")
+        raise InvalidInput("No examples to batch.", hint="Give data with at least one row.")
     if pad_to is not None:
         max_length = min(max_length, pad_to)
 
     labels: list[int] | None = None
     if all(ex.label is not None for ex in examples):
         if label_names is None:
-            raise InvalidInput("Labelled examples need label_names to map labels to ids.")
+            raise InvalidInput(
+                "Labelled examples need label_names to map labels to ids.",
+                hint="Pass the task's label names.",
+            )
         ids = {name: i for i, name in enumerate(label_names)}
         unknown = sorted({str(ex.label) for ex in examples} - set(ids))
         if unknown:
             raise InvalidInput(
                 f"Labels {unknown} are not among the task's labels {label_names}.",
+                hint="Fix the data, or register it under a new task name.",
             )
         labels = [ids[str(ex.label)] for ex in examples]
     elif any(ex.label is not None for ex in examples):
-        raise InvalidInput("Some examples have labels and some do not; batch them separately.")
+        raise InvalidInput(
+            "Some examples have labels and some do not; batch them separately.",
+            hint="Label every row, or none.",
+        )
 
     pair = examples[0].text_b is not None
     if any((ex.text_b is not None) != pair for ex in examples):
-        raise InvalidInput("Examples mix single texts and text pairs.")
+        raise InvalidInput(
+            "Examples mix single texts and text pairs.",
+            hint="Give every row one text, or every row two (--text-fields a,b).",
+        )
     first = [ex.text_a for ex in examples]
     second = [ex.text_b or "" for ex in examples] if pair else None
     encoded = tokenizer(first, second, truncation=True, max_length=max_length)

@@ -75,7 +75,10 @@ def evaluate_entity(
     _check_pairing(entity, task, bundle.pair)
     rows = bundle.split(split)
     if any(e.label is None for e in rows):
-        raise InvalidInput(f"Split {split!r} has unlabelled rows: nothing to score against.")
+        raise InvalidInput(
+            f"Split {split!r} has unlabelled rows: nothing to score against.",
+            hint="Evaluate on a labelled split (--split).",
+        )
     loaded = loaded or load_entity(registry, entity)
     preds = predict_examples(loaded, rows)
     label_ids = {name: i for i, name in enumerate(task.label_names)}
@@ -110,7 +113,10 @@ def predict(
     if texts is not None:
         for a, b in texts:
             if not a.strip() or (b is not None and not b.strip()):
-                raise InvalidInput("Empty text: give some text to classify.")
+                raise InvalidInput(
+                    "Empty text: give some text to classify.",
+                    hint='e.g. --text "Great blender, works well"',
+                )
         examples = [Example(a, b, None) for a, b in texts]
         pair = any(b is not None for _, b in texts)
     elif data is not None:

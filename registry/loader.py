@@ -106,7 +106,8 @@ def load_entity(
     labels = backbone.head_labels(head)
     if labels != task.label_names:
         raise InvalidInput(
-            f"The head of {entity.ref} has labels {labels}, task has {task.label_names}."
+            f"The head of {entity.ref} has labels {labels}, task has {task.label_names}.",
+            hint="Run: adapter-registry verify",
         )
     return Loaded(backbone, entity, head, members, labels, fusion_name)
 

@@ -210,7 +210,10 @@ class PrefixCache:
 
     def _check_unchanged(self) -> None:
         if self.backbone.model_id() != self._model_id:
-            raise IntegrityError("The prefix cache belongs to another model.")
+            raise IntegrityError(
+                "The prefix cache belongs to another model.",
+                hint="Make a new PrefixCache for this model.",
+            )
         if self._param_versions() != self._versions:
             self.clear()
             raise IntegrityError(
@@ -219,4 +222,7 @@ class PrefixCache:
                 hint="This is a bug in the caller: the base model must stay frozen.",
             )
         if any(p.requires_grad for _, p in self._prefix_params()):
-            raise IntegrityError("A prefix parameter became trainable after caching.")
+            raise IntegrityError(
+                "A prefix parameter became trainable after caching.",
+                hint="Cache only layers that stay frozen (--leave-out 0,...,k-1).",
+            )

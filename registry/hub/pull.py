@@ -118,7 +118,9 @@ def pull(
     if task is not None:
         validate_name(task, "task name")
     if max_bytes <= 0 or not timeout > 0:
-        raise InvalidInput("max_bytes and timeout must be positive.")
+        raise InvalidInput(
+            "max_bytes and timeout must be positive.", hint="e.g. --max-size 2GB --timeout 60"
+        )
     rev = revision or "main"
     api = HfApi(endpoint=endpoint, token=token)
     sha, files = _resolve(api, repo_id, rev, endpoint, timeout)
@@ -397,7 +399,10 @@ def _precheck(registry: Registry, staged: _Staged) -> None:
     validate_name(staged.task, "task name")
     labels = staged.label_names
     if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise InvalidInput(f"The pulled task needs at least two distinct labels, got {labels}.")
+        raise InvalidInput(
+            f"The pulled task needs at least two distinct labels, got {labels}.",
+            hint="Pull an adapter with a classification head of two or more labels.",
+        )
     try:
         existing = registry.get_task(staged.task)
     except NotFound:
@@ -429,7 +434,10 @@ def _precheck(registry: Registry, staged: _Staged) -> None:
         )
     bases = {m.base_model_id for m in staged.members if isinstance(m, E.AdapterVersion)}
     if len(bases) > 1:
-        raise InvalidInput("The fusion's members here are on different base models.")
+        raise InvalidInput(
+            "The fusion's members here are on different base models.",
+            hint="Pull fusions whose members share one base model.",
+        )
 
 
 def _check_loads(registry: Registry, repo_id: str, staged: _Staged) -> None:

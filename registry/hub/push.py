@@ -166,7 +166,10 @@ def push(
                 ) from err
         commit = str(info.oid)
     if not _SHA.match(commit):
-        raise HubError(f"The Hub answered with an invalid commit id {commit!r}.")
+        raise HubError(
+            f"The Hub answered with an invalid commit id {commit!r}.",
+            hint="Try again; if it persists, check the Hub endpoint (HF_ENDPOINT).",
+        )
     registry.record_hub_link(
         entity, repo_id=repo_id, commit_sha=commit, revision=branch, direction="push"
     )

@@ -94,7 +94,7 @@ def parse_size(text: str) -> int:
     power = "KMGT".find(unit.upper()) + 1 if unit else 0
     value = int(float(number) * base**power)
     if value <= 0:
-        raise InvalidInput(f"The size must be positive, not {text!r}.")
+        raise InvalidInput(f"The size must be positive, not {text!r}.", hint="e.g. --max-size 2GB")
     return value
 
 
@@ -361,7 +361,10 @@ def _convert_pickle(src: Path, dst: Path, label: str, budget: Budget) -> None:
             with zipfile.ZipFile(src) as archive:
                 expanded = sum(info.file_size for info in archive.infolist())
         except (zipfile.BadZipFile, OSError, ValueError) as err:
-            raise InvalidInput(f"{label} is a damaged archive: {printable(err)}") from err
+            raise InvalidInput(
+                f"{label} is a damaged archive: {printable(err)}",
+                hint="Pull again; if it persists the repository's file is broken.",
+            ) from err
         budget.take(expanded, f"{label} (expanded)")
     try:
         state = torch.load(str(src), map_location="cpu", weights_only=True)

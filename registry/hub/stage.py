@@ -243,7 +243,10 @@ def plan_members(
             + "; ".join(steps),
         )
     if not plan:
-        raise InvalidInput(f"{REGISTRY_FILE} of {repo_id} lists no fusion members.")
+        raise InvalidInput(
+            f"{REGISTRY_FILE} of {repo_id} lists no fusion members.",
+            hint="Pull a fusion pushed by adapter-registry push.",
+        )
     return plan
 
 
@@ -460,11 +463,17 @@ def _head_labels(head_config: dict[str, Any], label: str) -> list[str] | None:
     if isinstance(label2id, dict) and label2id:
         ids = sorted(label2id.values())
         if ids != list(range(len(ids))):
-            raise InvalidInput(f"{label}: label2id does not number its labels 0..n-1.")
+            raise InvalidInput(
+                f"{label}: label2id does not number its labels 0..n-1.",
+                hint="Fix the repository's head_config.json, or pull another adapter.",
+            )
         return [k for k, _ in sorted(label2id.items(), key=lambda kv: kv[1])]
     if isinstance(id2label, dict) and id2label:
         if sorted(id2label) != sorted(str(i) for i in range(len(id2label))):
-            raise InvalidInput(f"{label}: id2label does not number its labels 0..n-1.")
+            raise InvalidInput(
+                f"{label}: id2label does not number its labels 0..n-1.",
+                hint="Fix the repository's head_config.json, or pull another adapter.",
+            )
         return [str(id2label[str(i)]) for i in range(len(id2label))]
     return None
 

@@ -236,7 +236,9 @@ class Registry:
         def fn(s: Session) -> E.BaseModel:
             row = s.get(SqlBaseModel, base_model_id)
             if row is None:
-                raise NotFound(f"No base model with id {base_model_id}.")
+                raise NotFound(
+                    f"No base model with id {base_model_id}.", hint="Run: adapter-registry verify"
+                )
             return _base(row)
 
         return self._read(fn)
@@ -252,7 +254,10 @@ class Registry:
         """Return the task, creating it on first use; refuse a different label set or base."""
         validate_name(name, "task name")
         if kind not in ("single", "pair"):
-            raise InvalidInput(f"Task kind must be 'single' or 'pair', not {kind!r}.")
+            raise InvalidInput(
+                f"Task kind must be 'single' or 'pair', not {kind!r}.",
+                hint="Use single (one text) or pair (two texts).",
+            )
         labels = list(label_names)
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise InvalidInput(
@@ -321,7 +326,7 @@ class Registry:
         def fn(s: Session) -> E.Task:
             row = s.get(SqlTask, task_id)
             if row is None:
-                raise NotFound(f"No task with id {task_id}.")
+                raise NotFound(f"No task with id {task_id}.", hint="Run: adapter-registry list")
             return _task(row)
 
         return self._read(fn)
@@ -384,7 +389,10 @@ class Registry:
         def fn(s: Session) -> E.Dataset:
             row = s.get(SqlDataset, dataset_id)
             if row is None:
-                raise NotFound(f"No dataset snapshot with id {dataset_id}.")
+                raise NotFound(
+                    f"No dataset snapshot with id {dataset_id}.",
+                    hint="Run: adapter-registry report",
+                )
             return _dataset(row)
 
         return self._read(fn)
@@ -515,7 +523,10 @@ class Registry:
         metrics = list(metrics)
         lineage = list(lineage)
         if len(set(member_ids)) != len(member_ids):
-            raise InvalidInput("A fusion's members must be distinct adapter versions.")
+            raise InvalidInput(
+                "A fusion's members must be distinct adapter versions.",
+                hint="Name each member once.",
+            )
         stored = self.artifacts.put(artifact_dir)
 
         def fn(s: Session) -> int:
@@ -529,7 +540,10 @@ class Registry:
             for mid in member_ids:
                 member = s.get(SqlAdapterVersion, mid)
                 if member is None:
-                    raise NotFound(f"No adapter version with id {mid}.")
+                    raise NotFound(
+                        f"No adapter version with id {mid}.",
+                        hint="Run: adapter-registry list --kind adapter",
+                    )
                 if member.base_model_id != base_model_id:
                     raise InvalidInput(
                         f"Member a{mid} is on another base model than the fusion.",
@@ -580,7 +594,10 @@ class Registry:
         def fn(s: Session) -> E.AdapterVersion:
             row = s.get(SqlAdapterVersion, version_id)
             if row is None:
-                raise NotFound(f"No adapter version with id a{version_id}.")
+                raise NotFound(
+                    f"No adapter version with id a{version_id}.",
+                    hint="Run: adapter-registry list --kind adapter",
+                )
             return _adapter_versions(s, [row])[0]
 
         return self._read(fn)
@@ -591,7 +608,10 @@ class Registry:
         def fn(s: Session) -> E.Fusion:
             row = s.get(SqlFusion, fusion_id)
             if row is None:
-                raise NotFound(f"No fusion with id f{fusion_id}.")
+                raise NotFound(
+                    f"No fusion with id f{fusion_id}.",
+                    hint="Run: adapter-registry list --kind fusion",
+                )
             return _fusions(s, [row])[0]
 
         return self._read(fn)
@@ -602,7 +622,7 @@ class Registry:
             return self.get_adapter_version(entity_id)
         if kind == "fusion":
             return self.get_fusion(entity_id)
-        raise InvalidInput(f"Unknown entity kind {kind!r}.")
+        raise InvalidInput(f"Unknown entity kind {kind!r}.", hint="Use adapter or fusion.")
 
     def resolve(self, ref: str) -> E.Entity:
         """Resolve a REF: ``name@version``, ``name`` (latest active), ``task:alias``, or an id.
@@ -656,7 +676,10 @@ class Registry:
     def set_status(self, ref: str, status: str) -> E.Entity:
         """Mark an adapter version or fusion ``active`` or ``deprecated`` (nothing else changes)."""
         if status not in STATUSES:
-            raise InvalidInput(f"Status must be one of {', '.join(STATUSES)}, not {status!r}.")
+            raise InvalidInput(
+                f"Status must be one of {', '.join(STATUSES)}, not {status!r}.",
+                hint="Use active or deprecated (adapter-registry deprecate REF [--undo]).",
+            )
         entity = self.resolve(ref)
 
         def fn(s: Session) -> None:
@@ -928,7 +951,9 @@ class Registry:
     ) -> E.HubLink:
         """Record a push or pull of an entity at a Hub commit."""
         if direction not in ("push", "pull"):
-            raise InvalidInput(f"direction must be push or pull, not {direction!r}")
+            raise InvalidInput(
+                f"direction must be push or pull, not {direction!r}", hint="Use push or pull."
+            )
 
         def fn(s: Session) -> E.HubLink:
             row = SqlHubLink(
@@ -995,7 +1020,10 @@ class Registry:
 # ---------------------------------------------------------------------- helpers (module level)
 def _make_home(home: Path) -> None:
     if home.exists() and not home.is_dir():
-        raise InvalidInput(f"The registry home is not a folder: {home}")
+        raise InvalidInput(
+            f"The registry home is not a folder: {home}",
+            hint="Point ADAPTER_REGISTRY_HOME (or --home) at a folder.",
+        )
     if not home.parent.exists():
         raise InvalidInput(
             f"The folder that should hold the registry home does not exist: {home.parent}",
@@ -1017,14 +1045,22 @@ def _base_label(row: SqlBaseModel | None) -> str:
 
 def _check_edge(parent_kind: str, relation: str) -> None:
     if parent_kind not in NODE_KINDS:
-        raise InvalidInput(f"Unknown lineage node kind {parent_kind!r}.")
+        raise InvalidInput(
+            f"Unknown lineage node kind {parent_kind!r}.",
+            hint="Use adapter, fusion, drift, hub or dataset.",
+        )
     if relation not in RELATIONS:
-        raise InvalidInput(f"Unknown lineage relation {relation!r}; valid: {', '.join(RELATIONS)}.")
+        raise InvalidInput(
+            f"Unknown lineage relation {relation!r}; valid: {', '.join(RELATIONS)}.",
+            hint="Use one of the relations listed.",
+        )
 
 
 def _require_node(s: Session, kind: str, node_id: int) -> None:
     if not _node_exists(s, kind, node_id):
-        raise NotFound(f"No {kind} with id {node_id} to link to.")
+        raise NotFound(
+            f"No {kind} with id {node_id} to link to.", hint="Run: adapter-registry list"
+        )
 
 
 def _add_edge(
