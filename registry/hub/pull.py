@@ -214,7 +214,10 @@ def _stage_member(
     commit = check_commit_sha(repo_id, link["commit_sha"])
     sha, files = _resolve(api, repo_id, commit, parent.endpoint, parent.timeout)
     if sha != commit:
-        raise HubError(f"{repo_id} answered commit {sha} for commit {commit}.")
+        raise HubError(
+            f"{repo_id} answered commit {sha} for commit {commit}.",
+            hint="Pin another commit, or check the Hub endpoint (HF_ENDPOINT).",
+        )
     fetch = _Fetcher(
         repo_id,
         sha,
@@ -232,7 +235,10 @@ def _stage_member(
     meta = read_json(fetch(REGISTRY_FILE).path, f"{REGISTRY_FILE} of {repo_id}")
     check_registry_header(repo_id, meta)
     if meta["kind"] != "adapter":
-        raise InvalidInput(f"The {what} at {repo_id}@{sha[:12]} is not an adapter.")
+        raise InvalidInput(
+            f"The {what} at {repo_id}@{sha[:12]} is not an adapter.",
+            hint="Pull an adapter or fusion repository (adapter-registry push writes one).",
+        )
     art = root / f"member-{index}"
     art.mkdir()
     staged = _stage_registry_repo(registry, repo_id, files, meta, fetch, art, None, None)
@@ -675,7 +681,8 @@ def _register(
         if base_row.revision != staged.base["revision"]:
             raise InvalidInput(
                 f"The fusion's members here are on base revision {base_row.revision[:12]}, the "
-                f"fusion on {str(staged.base['revision'])[:12]}."
+                f"fusion on {str(staged.base['revision'])[:12]}.",
+                hint="Pull the members trained on the fusion's base model revision.",
             )
     else:
         b = staged.base
