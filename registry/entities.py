@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 
 def jsonable(value: Any) -> Any:
@@ -50,8 +50,8 @@ class Task(_Record):
     id: int
     name: str
     kind: str
-    label_names: list[str]
-    text_fields: list[str]
+    label_names: tuple[str, ...]
+    text_fields: tuple[str, ...]
     base_model_id: int | None
     created_at: datetime
 
@@ -105,7 +105,7 @@ class AdapterVersion(_Record):
     profile_sha256: str | None
     status: str
     created_at: datetime
-    kind: str = "adapter"
+    kind: Literal["adapter"] = "adapter"
 
     @property
     def ref(self) -> str:
@@ -130,15 +130,15 @@ class Fusion(_Record):
     base_model_id: int
     config: dict[str, Any]
     head: dict[str, Any]
-    members: list[str]
-    member_ids: list[int]
+    members: tuple[str, ...]
+    member_ids: tuple[int, ...]
     artifact_sha256: str
     artifact_size: int
     trainable_params: int
     training_run_id: int | None
     status: str
     created_at: datetime
-    kind: str = "fusion"
+    kind: Literal["fusion"] = "fusion"
 
     @property
     def ref(self) -> str:
@@ -191,7 +191,7 @@ class DriftReport(_Record):
     reference_adapter_version_id: int | None
     new_dataset_id: int | None
     alpha: float
-    tests: list[dict[str, Any]]
+    tests: tuple[dict[str, Any], ...]
     drift: bool
     created_at: datetime
 

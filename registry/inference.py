@@ -71,7 +71,7 @@ def evaluate_entity(
 
     entity = registry.resolve(ref)
     task = registry.get_task_by_id(entity.task_id)
-    bundle = load_spec(data, text_fields=text_fields, label_names=task.label_names)
+    bundle = load_spec(data, text_fields=text_fields, label_names=list(task.label_names))
     _check_pairing(entity, task, bundle.pair)
     rows = bundle.split(split)
     if any(e.label is None for e in rows):

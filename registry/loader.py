@@ -104,7 +104,7 @@ def load_entity(
     backbone.load_fusion(folder, members, head, name=fusion_name)
     backbone.activate(members, head, fusion_name)
     labels = backbone.head_labels(head)
-    if labels != task.label_names:
+    if labels != list(task.label_names):
         raise InvalidInput(
             f"The head of {entity.ref} has labels {labels}, task has {task.label_names}.",
             hint="Run: adapter-registry verify",

@@ -160,8 +160,8 @@ def test_fuse_trains_only_the_fusion_and_reloads_exactly_in_a_fresh_process(
     outcome = fuse(reg, "cb", refs, template["data"]["cb"], config=FAST, progress=False)
 
     fusion = outcome.fusion
-    assert (fusion.ref, fusion.task, fusion.members) == ("cb-fusion@1", "cb", refs)
-    assert fusion.member_ids == [m.id for m in members]
+    assert (fusion.ref, fusion.task, list(fusion.members)) == ("cb-fusion@1", "cb", refs)
+    assert list(fusion.member_ids) == [m.id for m in members]
     assert fusion.head == {"labels": NLI, "layers": 2}
     assert fusion.config["dynamic"] is True and fusion.config["regularization"] is True
     assert outcome.members_verified == 3 and outcome.earlier_artifacts_verified >= 5
@@ -270,7 +270,7 @@ def test_a_new_target_task_is_created_with_the_data_labels(
     outcome = fuse(reg, "cb2", ["nli", "cb"], template["data"]["cb"], config=FAST, progress=False)
     assert outcome.fusion.ref == "cb2-fusion@1"
     task = reg.get_task("cb2")
-    assert (task.label_names, task.kind, task.base_model_id) == (
+    assert (list(task.label_names), task.kind, task.base_model_id) == (
         NLI,
         "pair",
         outcome.fusion.base_model_id,

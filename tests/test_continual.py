@@ -205,7 +205,7 @@ def test_update_after_drift_interrupted_then_resumed(
     assert "adapter sentiment@2" in result.reused and "drift report #1" in result.reused[0]
     adapter, fusion = result.adapter, result.fusion
     assert adapter is not None and fusion is not None
-    assert fusion.members == ["sentiment@1", "sentiment@2"]
+    assert fusion.members == ("sentiment@1", "sentiment@2")
     report = result.drift.report
     assert report is not None and report.drift
     edges = {(e.parent_kind, e.parent_id, e.relation) for e in reg.edges_of("adapter", adapter.id)}

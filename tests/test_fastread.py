@@ -118,7 +118,7 @@ def test_fast_and_full_paths_print_the_same(rich_registry: Registry, args: list[
 def test_reader_answers_plain_reads_and_defers_the_rest(rich_registry: Registry) -> None:
     with fastread.SqliteReader(load_settings()) as reader:
         fusion = reader.resolve("sentiment:production")
-        assert fusion.kind == "fusion" and fusion.members == ["dvd@1", "books@1"]
+        assert fusion.kind == "fusion" and fusion.members == ("dvd@1", "books@1")
         assert reader.resolve("books@1").status == "deprecated"
         assert [a.target_ref for a in reader.aliases()] == ["books@1", "sentiment-fusion@1"]
         for ref in ("books", "1", "sentiment:nope", "nothing", "dvd@x", "a99"):

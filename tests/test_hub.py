@@ -332,7 +332,7 @@ def test_fusion_pulled_over_renamed_members_gives_same_logits(
     hub.pull(dst, "test-user/books", name="b")
     hub.pull(dst, "test-user/movies", name="m")
     fusion = hub.pull(dst, "test-user/sentiment-fusion").entity
-    assert fusion.members == ["b@1", "m@1"]  # type: ignore[union-attr]
+    assert fusion.members == ("b@1", "m@1")  # type: ignore[union-attr]
     original = src.resolve("sentiment-fusion@1")
     assert fusion.artifact_sha256 != original.artifact_sha256  # renamed keys: new bytes
     ours = load_file(str(dst.artifact_path(fusion) / "model_adapter_fusion.safetensors"))
@@ -405,7 +405,7 @@ def test_pull_adapterhub_repos_with_and_without_head_then_fuse(
     # model_name in adapter_config.json is the base model folder: no --base needed.
     headed = hub.pull(dst, "ah/sst-adapter")
     assert headed.source == "adapterhub" and headed.entity.ref == "sst-adapter@1"
-    assert dst.get_task("sst-adapter").label_names == ["neg", "pos"]
+    assert dst.get_task("sst-adapter").label_names == ("neg", "pos")
     folder = dst.artifact_path(headed.entity)
     assert sorted(p.name for p in folder.iterdir() if p.name != MANIFEST) == [
         "adapter.safetensors",
@@ -890,7 +890,7 @@ def test_fusion_card_links_members_and_recursive_pull_imports_lineage(
     result = hub.pull(empty, "test-user/fusion", base=str(tiny_base_dir))
     assert result.members == ("books@1", "movies@1")
     pulled = result.entity
-    assert pulled.members == ["books@1", "movies@1"]  # type: ignore[union-attr]
+    assert pulled.members == ("books@1", "movies@1")  # type: ignore[union-attr]
     assert pulled.artifact_sha256 == src.resolve("sentiment-fusion@1").artifact_sha256
     import torch
 

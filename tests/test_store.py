@@ -64,7 +64,7 @@ def test_bare_id_ambiguous_between_adapter_and_fusion(registry: Registry, tmp_pa
     assert info.value.hint == "Use a1 or f1."
     assert registry.resolve("2").ref == "dvd@1"
     assert registry.resolve("f1").ref == "mix@1"
-    assert fusion.members == ["books@1", "dvd@1"]
+    assert fusion.members == ("books@1", "dvd@1")
 
 
 def test_deprecated_latest_is_skipped(registry: Registry, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_versions_lineage_metrics_and_untouched_artifacts(
     assert run.tokens_per_s and run.tokens_per_s > 0
     assert second.version.profile_sha256 is not None
     assert reg.verify().ok
-    assert reg.get_task("topic").label_names == ["a", "b"]
+    assert reg.get_task("topic").label_names == ("a", "b")
 
 
 def test_reload_in_fresh_process_gives_same_logits(

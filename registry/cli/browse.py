@@ -69,7 +69,7 @@ def list_(
         return
     rows = []
     for e in items:
-        what = e.method if e.kind == "adapter" else "fusion of " + ", ".join(e.members)  # type: ignore[union-attr]
+        what = e.method if e.kind == "adapter" else "fusion of " + ", ".join(e.members)
         rows.append(
             [
                 e.uid,
@@ -148,9 +148,9 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         f"({base.architecture}, {base.num_layers} layers)"
     )
     if entity.kind == "adapter":
-        click.echo(f"  method        {entity.method}  config {entity.config_hash[:12]}")  # type: ignore[union-attr]
+        click.echo(f"  method        {entity.method}  config {entity.config_hash[:12]}")
     else:
-        click.echo(f"  members       {', '.join(entity.members)}")  # type: ignore[union-attr]
+        click.echo(f"  members       {', '.join(entity.members)}")
     click.echo(f"  parameters    {human_count(entity.trainable_params)} trainable")
     click.echo(f"  artifact      {entity.artifact_sha256[:16]}… ({entity.artifact_size} bytes)")
     click.echo(f"  created       {data['created_at']}")

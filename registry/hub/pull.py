@@ -414,7 +414,7 @@ def _precheck(registry: Registry, staged: _Staged) -> None:
     except NotFound:
         existing = None
     if existing is not None:
-        if existing.label_names != labels or existing.kind != staged.task_kind:
+        if list(existing.label_names) != labels or existing.kind != staged.task_kind:
             raise InvalidInput(
                 f"Task {staged.task!r} here has labels {existing.label_names} "
                 f"({existing.kind}-text); the pulled one has {labels} ({staged.task_kind}-text).",
