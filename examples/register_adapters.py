@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="registry home (default: a new temp folder)")
     parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256, help="token limit per row")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.base is None:
@@ -53,7 +54,14 @@ def main() -> None:
     home = args.home or Path(tempfile.mkdtemp(prefix="adapter-registry-example-"))
     work = Path(tempfile.mkdtemp(prefix="adapter-registry-data-"))
     registry = Registry.init(home)
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, seed=args.seed, threads=2)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=32,
+        lr=1e-3,
+        seed=args.seed,
+        threads=2,
+        max_length=args.max_length,
+    )
     for task, name, folder in TASKS:
         data = subset(args.data_root / folder, work / folder, args.rows, args.seed)
         outcome = train(registry, task, str(data), args.base, name=name, config=config)

@@ -41,7 +41,7 @@ def test_register_adapters_runs(tiny_base_dir: Path, tmp_path: Path) -> None:
         [
             str(REPO / "examples" / "register_adapters.py"),
             "--data-root", str(DATA_ROOT), "--base", str(tiny_base_dir),
-            "--home", str(tmp_path / "home"), "--rows", "24", "--epochs", "1",
+            "--home", str(tmp_path / "home"), "--rows", "24", "--epochs", "1", "--max-length", "32",
         ],
         tmp_path,
     )  # fmt: skip
