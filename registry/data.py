@@ -626,8 +626,6 @@ def spec_label(data: Any) -> str:
 
 def write_jsonl(examples: list[Example], path: Path) -> Path:
     """Write examples as jsonl (``text`` or ``text_a``/``text_b``, ``label``); return the path."""
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for e in examples:
