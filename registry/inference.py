@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from . import entities as E
-from .data import Example, fingerprint, label_distribution, load_spec
+from .data import Example, fingerprint, label_distribution, load_spec, spec_label
 from .errors import InvalidInput
 from .loader import Loaded, load_entity
 from .store import MetricIn, Registry
@@ -88,7 +88,7 @@ def evaluate_entity(
         task.label_names,
     )
     if record:
-        source = str(data)
+        source = spec_label(data)
         ds = registry.record_dataset(
             task.id, source, split, len(rows), fingerprint(rows), label_distribution(rows)
         )

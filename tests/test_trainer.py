@@ -189,7 +189,9 @@ def test_other_base_model_is_refused(
     assert [e.ref for e in reg.list_entities()] == ["sentiment@1"]
 
 
-def test_cli_train_eval_predict(tiny_base_dir: Path, tmp_path: Path) -> None:
+def test_cli_train_eval_predict(
+    tiny_base_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = str(sentiment_data(tmp_path / "d"))
     runner = CliRunner()
     res = runner.invoke(
@@ -219,6 +221,15 @@ def test_cli_train_eval_predict(tiny_base_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.output)["metrics"]
     assert metrics["accuracy"] == pytest.approx(out["metrics"]["validation"]["accuracy"])
+    # Evaluated data given as a relative path is recorded as an absolute one (reloadable from
+    # any working directory), as training records it.
+    sentiment_data(tmp_path / "other", seed=5)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(cli, ["eval", "sentiment@1", "--data", "other", "--json"])
+    assert res.exit_code == 0, res.output
+    with Registry.open() as reg:
+        sources = {d.source for d in reg.list_datasets()}
+    assert str((tmp_path / "other").resolve()) in sources and "other" not in sources
     res = runner.invoke(cli, ["predict", "sentiment", "--text", "good movie", "--json"])
     assert res.exit_code == 0, res.output
     pred = json.loads(res.output)
