@@ -1,7 +1,10 @@
 """The registry's store: every query lives here. It takes and returns plain entities.
 
 - :mod:`.registry`: :class:`Registry`, the Python API over one registry (SQLAlchemy; writes
-  retry under contention, artifacts are published before the rows that point at them).
+  retry under contention, artifacts are published before the rows that point at them). It
+  composes :mod:`.catalog` (look-ups), :mod:`.writes` (registering versions and fusions),
+  :mod:`.history` (aliases, promotions, metrics, lineage, drift, Hub) and :mod:`.session`
+  (transactions).
 - :mod:`.fastread`: :class:`~.fastread.SqliteReader`, the read path of ``list``/``show``/
   ``lineage`` over the standard library's sqlite3 (no SQLAlchemy import).
 - Shared by both, pure: :mod:`.refs` (the REF grammar), :mod:`.mappers` (rows → entities),
