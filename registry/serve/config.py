@@ -46,9 +46,15 @@ class ServeConfig:
             )
         for name in ("max_batch", "max_request_texts", "max_length", "max_text_chars"):
             if getattr(self, name) < 1:
-                raise InvalidInput(f"--{name.replace('_', '-')} must be at least 1.")
+                raise InvalidInput(
+                    f"--{name.replace('_', '-')} must be at least 1.",
+                    hint="See the defaults: adapter-registry serve --help",
+                )
         if self.max_wait_ms < 0 or self.poll_interval <= 0:
-            raise InvalidInput("--max-wait-ms must be ≥ 0 and --poll-interval > 0.")
+            raise InvalidInput(
+                "--max-wait-ms must be ≥ 0 and --poll-interval > 0.",
+                hint="For example: --max-wait-ms 5 --poll-interval 1",
+            )
         if self.token is not None and not self.token.strip():
             raise InvalidInput(
                 "The bearer token is empty.",
