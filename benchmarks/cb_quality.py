@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.source_rows, args.source_val_rows, args.source_epochs = 96, 48, 1
         args.cb_epochs = args.fusion_epochs = args.finetune_epochs = 1
         args.max_length, args.dev_rows = 64, 24
+        if args.out == RESULTS / "cb_quality.md":  # a smoke run never overwrites the results
+            args.out = RESULTS / "quick" / "cb_quality.md"
     return args
 
 

@@ -33,6 +33,7 @@ ORDER = [
     "fusion_cost",
     "overhead",
     "domain_stream",
+    "streams",
     "cb_fusion",
     "cb_quality",
     "serve_load",

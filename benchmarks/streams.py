@@ -75,6 +75,8 @@ class MethodRun:
     storage_bytes: list[int]
     epochs: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: when and where it ran: UTC time at its end, git revision, 1-minute load average
+    record: str = ""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Rewrite the results file (tables, targets, plots) from its JSON; train nothing.",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = "0"
@@ -534,6 +541,56 @@ def _pm(values: list[float], signed: bool = False) -> str:
     return (f"{m:+.3f}" if signed else f"{m:.3f}") + f" ± {s:.3f}"
 
 
+def targets(args: argparse.Namespace, table: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Return the issue's targets as bold verdict lines (met / NOT met), for what has run."""
+
+    def avg(method: str, key: str) -> float:
+        return mean_std([x[key] for x in table[method]])[0]
+
+    def line(ok: bool, text: str) -> str:
+        return f"- **{'met' if ok else 'NOT met'}**: {text}"
+
+    out: list[str] = []
+    seqs = [m for m in ("seq-ft", "seq-ft-replay", "adapter") if m in table]
+    if "seq-ft" in table and args.stream == "domain":
+        b = avg("seq-ft", "bwt")
+        out.append(line(b <= -0.03, f"sequential full fine-tuning forgets, BWT ≤ −0.03 ({b:+.3f})"))
+    for reg in [m for m in ("registry", *VARIANTS) if m in table]:
+        b, a = avg(reg, "bwt"), avg(reg, "avg")
+        out.append(line(b >= -0.005, f"{reg}: BWT ≥ −0.005 ({b:+.3f})"))
+        if seqs:
+            best = max(seqs, key=lambda m: avg(m, "avg"))
+            v = avg(best, "avg")
+            out.append(
+                line(
+                    a >= v,
+                    f"{reg}: average accuracy ≥ the best sequential baseline "
+                    f"({a:.3f} vs {best} {v:.3f})",
+                )  # fmt: skip
+            )
+        if "joint" in table and args.stream == "task":
+            j = avg("joint", "avg")
+            out.append(line(a >= j - 0.02, f"{reg}: within 0.02 of joint ({a:.3f} vs {j:.3f})"))
+    return out
+
+
+def run_record() -> str:
+    """Return when a method run ended, the git revision and the machine's load right then."""
+    import datetime as dt
+
+    from benchmarks.common import _git_rev
+
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"ended {now}, git {_git_rev()}, load average {os.getloadavg()[0]:.1f}"
+
+
+def status_text(args: argparse.Namespace, done: bool) -> str:
+    """Say whether the file is from a finished run, a running one, or rewritten from JSON."""
+    if args.report_only:
+        return "rewritten from the JSON of the runs below (each run finished)"
+    return "complete" if done else "PARTIAL (run still going or cut off)"
+
+
 def write_report(
     args: argparse.Namespace,
     runs: list[MethodRun],
@@ -561,7 +618,7 @@ def write_report(
         f"# Stream: {' → '.join(names)} ({kind})",
         "",
         machine_record(args.threads),
-        f"- status: {'complete' if done else 'PARTIAL (run still going or cut off)'}; "
+        f"- status: {status_text(args, done)}; "
         f"seeds done per method: " + ", ".join(f"{m} {len(rs)}" for m, rs in by_method.items()),
         f"- protocol: benchmarks/PROTOCOL.md; per step {args.train_rows} train rows, "
         f"{args.dev_rows} dev rows (stratified, carved out of train, seed-dependent), "
@@ -589,6 +646,9 @@ def write_report(
             f"{statistics.fmean(x['storage_mb'] for x in ms):.2f} MiB | "
             f"{statistics.fmean(x['wall_min'] for x in ms):.1f} |"
         )
+    verdicts = targets(args, table)
+    if verdicts:
+        lines += ["", "## Targets (from issue 14; mean over the seeds run)", "", *verdicts]
     lines += [
         "",
         "Average accuracy: the last row's mean over every step's report split. BWT: mean of "
@@ -619,6 +679,13 @@ def write_report(
             mat.to_markdown(),
             "",
         ]
+    lines += ["### runs", ""]
+    lines += [
+        f"- {r.method}, seed {r.seed}: {r.wall_s / 60:.1f} min, epochs chosen on dev "
+        f"{r.epochs or 'by the registry'}; {r.record or 'ended before run records were kept'}"
+        for r in runs
+    ]
+    lines.append("")
     notes = [
         f"- {m}, seed {r.seed}: {n}"
         for m, rs in by_method.items()
@@ -688,6 +755,14 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
             raise SystemExit(f"{m} is for domain streams (one task, several update steps)")
     started = time.perf_counter()
     ledger = Ledger()
+    if args.report_only:
+        args.methods = ""
+        runs, singles = earlier_runs(args)
+        if not runs:
+            raise SystemExit(f"no results at these sizes in {args.out_dir}")
+        md = write_report(args, runs, singles, started, done=True)
+        print(md.read_text(encoding="utf-8"))
+        return runs
     runs, singles = earlier_runs(args)
     with tempfile.TemporaryDirectory(prefix="streams-") as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -699,6 +774,7 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
                     run, _ = run_registry(stream, base, m)
                 else:
                     run = run_baseline(stream, m, base)
+                run.record = run_record()
                 runs.append(run)
                 md = write_report(args, runs, singles, started, done=False)
     md = write_report(args, runs, singles, started, done=True)

@@ -183,6 +183,13 @@ def test_streams_quick_never_trains_or_selects_on_report_rows(
     for method in streams.METHODS:
         assert f"| {method} |" in md
     assert list((tmp_path / "out").glob("streams_*_registry.png"))
+    assert "## Targets" in md and "registry: BWT ≥ −0.005" in md
+    # the file can be rewritten from its JSON without training (seeds and methods kept)
+    again = streams.main(
+        ["--stream", stream, "--quick", "--data-root", str(root), "--base", str(tiny_base_dir),
+         "--out-dir", str(tmp_path / "out"), "--report-only"]
+    )  # fmt: skip
+    assert sorted(r.method for r in again) == sorted(methods)
 
 
 @pytest.mark.slow
