@@ -1,5 +1,9 @@
 """Domain stream benchmark: books → dvd → electronics → kitchen (binary sentiment, one label set).
 
+Superseded by ``benchmarks/streams.py``: this one selects epochs, gates and reports on the same
+validation split, which ``benchmarks/PROTOCOL.md`` forbids; it is kept to reproduce its old
+results file.
+
 Three ways to learn the stream on the MiniLM-L6 encoder, compared in one run:
 
 (a) ``full-ft``: sequential full fine-tuning of one model (every weight, one head).
