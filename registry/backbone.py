@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,20 @@ def _fusion_name(members: list[str]) -> str:
     return layout.fusion_name(members)
 
 
+class TokenLimitNote(UserWarning):
+    """A requested token limit was above the model's positions and was lowered."""
+
+
+def _position_limit(config: Any) -> int | None:
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    kind = str(getattr(config, "model_type", ""))
+    if "roberta" in kind or kind == "camembert":
+        positions -= int(getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after pad
+    return max(positions, 8)
+
+
 class Backbone:
     """A base encoder plus adapters, fusion layers and classification heads."""
 
@@ -205,7 +220,30 @@ class Backbone:
             ) from exc
         model.to(device)
         model.eval()
+        limit = _position_limit(model.config)
+        if limit is not None and not 0 < tokenizer.model_max_length <= limit:
+            # Rows longer than the model's positions crash the embedding layer: the tokenizer
+            # cuts there whatever max_length a caller asks for (see registry.data.make_batches).
+            tokenizer.model_max_length = limit
         return cls(model, tokenizer, info, device)
+
+    @property
+    def token_limit(self) -> int:
+        """The most tokens one row may have on this model (its position embeddings)."""
+        return int(self.tokenizer.model_max_length)
+
+    def length_for(self, max_length: int) -> int:
+        """Return ``max_length`` clamped to :attr:`token_limit`, warning when it is cut."""
+        if max_length <= self.token_limit:
+            return max_length
+        warnings.warn(
+            TokenLimitNote(
+                f"--max-length {max_length} is above the {self.token_limit} positions of base "
+                f"model {self.info.name}: rows are cut at {self.token_limit} tokens."
+            ),
+            stacklevel=2,
+        )
+        return self.token_limit
 
     # ----------------------------------------------------------------- adding modules
     def add_adapter(

@@ -16,6 +16,9 @@ from typing import Any
 
 from .errors import InvalidInput
 
+#: The largest seed (torch seeds are 64-bit signed; SQLite integers too).
+MAX_SEED = 2**63 - 1
+
 #: Adapter methods that ``train`` creates (bottleneck adapters; AdapterFusion combines these).
 TRAIN_METHODS = ("seq_bn", "double_seq_bn")
 
@@ -64,6 +67,9 @@ class FitConfig:
         _at_least(self, "max_length", 8, "--max-length 256")
         _at_least(self, "patience", 1, "--patience 2")
         _at_least(self, "head_layers", 1, "--head-layers 2")
+        _at_least(self, "seed", 0, "--seed 0")
+        if self.seed > MAX_SEED:
+            raise InvalidInput(f"seed must be ≤ {MAX_SEED}, got {self.seed}.", hint="e.g. --seed 0")
         if self.max_train_examples is not None:
             _at_least(self, "max_train_examples", 1, "--max-train-examples 1000")
         if self.threads is not None:

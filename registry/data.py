@@ -196,12 +196,21 @@ def _read_jsonl(path: Path) -> Iterator[_Row]:
                 f"{path}, line {number}: malformed JSON ({exc.msg} at column {exc.colno}).",
                 hint="Each line must be one JSON object.",
             ) from exc
+        except RecursionError as exc:
+            raise _too_deep(f"{path}, line {number}") from exc
         if not isinstance(value, dict):
             raise InvalidInput(
                 f"{path}, line {number}: expected a JSON object, got {type(value).__name__}.",
                 hint="Write one JSON object per line.",
             )
         yield _Row(f"{path}, line {number}", value)
+
+
+def _too_deep(where: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}: JSON nested too deeply to read.",
+        hint="Rows are flat objects of text and label fields; fix the file.",
+    )
 
 
 def _read_json(path: Path) -> list[_Row]:
@@ -212,6 +221,8 @@ def _read_json(path: Path) -> list[_Row]:
             f"{path}, line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}).",
             hint="Fix the JSON in the data file.",
         ) from exc
+    except RecursionError as exc:
+        raise _too_deep(str(path)) from exc
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
     if not isinstance(value, list):
@@ -384,7 +395,10 @@ def _label(row: _Row, label_field: str, label_names: list[str] | None) -> str | 
                 hint="Use label ids 0..n-1, or write label names.",
             )
     elif isinstance(value, str):
-        name = value
+        # "positive " and "positive" are one label: surrounding whitespace never names a class.
+        name = value.strip()
+        if not name:
+            return None
         # CSV stores every value as text: read "2" as an id only when it is not itself a name.
         if label_names is not None and name not in label_names and name.isdigit():
             index = int(name)
@@ -503,6 +517,11 @@ class BatchStats:
         return self.real_tokens / self.padded_tokens if self.padded_tokens else 1.0
 
 
+#: Characters kept per token of ``max_length`` before tokenising (a token spans at least one
+#: character, so this keeps every token the limit allows unless a row is mostly whitespace).
+CHARS_PER_TOKEN_CAP = 64
+
+
 def make_batches(
     tokenizer: Any,
     examples: list[Example],
@@ -561,8 +580,13 @@ def make_batches(
             "Examples mix single texts and text pairs.",
             hint="Give every row one text, or every row two (--text-fields a,b).",
         )
-    first = [ex.text_a for ex in examples]
-    second = [ex.text_b or "" for ex in examples] if pair else None
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < max_length:
+        max_length = limit  # the model has no positions past its limit (Backbone.load sets it)
+    # Cut each text before tokenising: a row of megabytes would otherwise be tokenised whole.
+    cap = max_length * CHARS_PER_TOKEN_CAP
+    first = [ex.text_a[:cap] for ex in examples]
+    second = [(ex.text_b or "")[:cap] for ex in examples] if pair else None
     encoded = tokenizer(first, second, truncation=True, max_length=max_length)
     input_ids: list[list[int]] = encoded["input_ids"]
     type_ids: list[list[int]] | None = encoded.get("token_type_ids")
@@ -717,5 +741,14 @@ def training_rows(
         raise InvalidInput(
             "The train split is empty or has unlabelled rows.",
             hint="Give data with a labelled train split.",
+        )
+    trained = {e.label for e in train}
+    unseen = sorted({e.label for e in val if e.label is not None} - trained)
+    if unseen:
+        # Such a label would become a class with no training row, chosen on the dev split alone.
+        raise InvalidInput(
+            f"Label(s) {', '.join(map(repr, unseen))} appear in validation but in no training "
+            f"row{'' if max_train_examples is None else ' used (see --max-train-examples)'}.",
+            hint="Add training rows with these labels, or remove them from the validation split.",
         )
     return TrainingRows(train, val, how, labelled_splits(bundle, train, val))

@@ -406,8 +406,14 @@ def _heatmap_png(
     fig.colorbar(im, ax=ax, label=colorbar_label)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise InvalidInput(
+            f"Cannot write {path}: {exc.strerror or exc}.",
+            hint="Pick a folder you can write to, e.g. --out ./report",
+        ) from exc
     return path
 
 

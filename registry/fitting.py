@@ -277,12 +277,20 @@ def fit(
                     reg = extra_loss()
                     if reg is not None:
                         loss = loss + reg
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    # A diverged run would only write useless weights: stop before registering.
+                    raise InvalidInput(
+                        f"The training loss became {value} at epoch {epoch}, step {steps + 1}: "
+                        "training diverged and nothing was registered.",
+                        hint=f"Lower the learning rate, e.g. --lr {config.lr / 10:g}",
+                    )
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
+                losses.append(value)
                 real_tokens += int(batch["attention_mask"].sum())
                 steps += 1
                 bar.update(1)

@@ -35,7 +35,7 @@ def predict_examples(
         rows,
         None,
         batch_size=batch_size,
-        max_length=max_length,
+        max_length=loaded.backbone.length_for(max_length),
         shuffle=False,
         seed=0,
     )

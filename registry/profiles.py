@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import Example, label_distribution
+from .data import CHARS_PER_TOKEN_CAP, Example, label_distribution
 from .drift import ReferenceProfile, mean_pool, text_profile
 from .layout import PROFILE_FILE
 
@@ -77,7 +77,9 @@ def build_profile(
 ) -> ReferenceProfile:
     """Build the reference profile of a data split on the frozen base encoder."""
     sample = sample_examples(examples, max_samples, seed)
-    texts = [e.text_a if e.text_b is None else f"{e.text_a} {e.text_b}" for e in sample]
+    max_length = backbone.length_for(max_length)
+    cap = max_length * CHARS_PER_TOKEN_CAP  # a huge row is cut before it is tokenised
+    texts = [(e.text_a if e.text_b is None else f"{e.text_a} {e.text_b}")[:cap] for e in sample]
     token_ids = backbone.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     labelled = [e for e in examples if e.label is not None]
     return ReferenceProfile(

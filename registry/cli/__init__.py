@@ -13,6 +13,7 @@ generated from the config dataclasses in :mod:`.options`. Nothing imports this p
 from __future__ import annotations
 
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,7 +42,9 @@ class RegistryGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_note
+                return super().invoke(ctx)
         except RegistryError as err:
             if debug_enabled():
                 traceback.print_exc()
@@ -49,6 +52,26 @@ class RegistryGroup(click.Group):
         except KeyboardInterrupt as err:
             click.echo("Interrupted: nothing was registered.", err=True)
             raise click.exceptions.Exit(130) from err
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:
+            # No traceback reaches a user unless asked for: a bug still ends in one clear line.
+            if debug_enabled():
+                traceback.print_exc()
+            raise CliError(
+                RegistryError(
+                    f"Unexpected {type(err).__name__}: {err}",
+                    hint="Rerun with ADAPTER_REGISTRY_DEBUG=1 for the traceback; please report it.",
+                )
+            ) from err
+
+
+def _show_note(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Print a warning as one ``Note:`` line on stderr (no file and line of code); with
+    ``--json`` the output stays the JSON alone."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.params.get("as_json"):
+        click.echo(f"Note: {message}", err=True)
 
 
 def _check_home(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:

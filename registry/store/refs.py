@@ -11,9 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 
 _KIND_ID = re.compile(r"[af]\d+")
+_NUMBERS = re.compile(r"[af]?(\d+)|.*@(\d+)")
+#: Ids and version numbers are 32-bit integer columns (PostgreSQL); a larger number names nothing.
+MAX_REF_NUMBER = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,13 @@ def parse_ref(ref: str) -> Ref:
 
     Raises:
         InvalidInput: ``name@x`` where ``x`` is not a number.
+        NotFound: an id or version past what the database's integer columns hold.
     """
+    numbers = _NUMBERS.fullmatch(ref)
+    if numbers and int(next(n for n in numbers.groups() if n is not None)) > MAX_REF_NUMBER:
+        raise NotFound(
+            f"Nothing matches {ref!r}: the number is too large.", hint="Run: adapter-registry list"
+        )
     if _KIND_ID.fullmatch(ref):
         return Ref(ref, "id", kind="adapter" if ref[0] == "a" else "fusion", id=int(ref[1:]))
     if ref.isdigit():
