@@ -57,12 +57,14 @@ test: install lint browser s3server
 test-all: install lint browser s3server
 	$(PG_ENV) $(VENV)/bin/pytest -q -m ''
 
-# Mutation testing (mutmut, the `mutants` extra) over the artifact store and drift's decision:
+# Mutation testing (mutmut, the `mutants` extra) over the artifact store, drift's decision, the
+# promotion gate and the fit loop's best-epoch restore:
 # every mutant of registry/artifacts.py and of these drift functions, against the tests named in
 # pyproject.toml's [tool.mutmut]. Prints the kill rate the README records (about 5 min, 2 cores).
 MUTANTS := 'registry.artifacts.*' 'registry.drift.x_detect_drift__mutmut_*' \
 	'registry.drift.x_mmd_permutation_test__mutmut_*' 'registry.drift.x__mmd2_for_masks__mutmut_*' \
-	'registry.drift.x_label_shift_test__mutmut_*'
+	'registry.drift.x_label_shift_test__mutmut_*' 'registry.continual.gate.*' \
+	'registry.fitting.xǁ_BestEpochǁ*'
 
 mutants: install
 	$(PY) -m pip install -q torch==2.13.0 -e '.[dev,mutants]'
