@@ -352,7 +352,7 @@ def test_read_only_home_reads_but_refuses_writes(sqlite_registry: Registry, tmp_
             "Error: The registry database is read-only: attempt to write a readonly database\n"
             "Hint: Check the permissions of the registry home (ADAPTER_REGISTRY_HOME).\n"
         )
-        deprecated = cli_("deprecate", "books@1")
+        deprecated = cli_("deprecate", "books@2")
         assert deprecated.returncode == 1 and "read-only" in deprecated.stderr
         store = subprocess.run(
             [*prefix, sys.executable, "-c", READ_ONLY_SCRIPT, str(home), str(src)],

@@ -81,7 +81,7 @@ def rich_registry(tmp_path: Path) -> Registry:
     reg.record_hub_link(
         fusion, repo_id="team/fusion", commit_sha="c" * 40, revision="main", direction="push"
     )
-    reg.set_status("books@1", "deprecated")
+    reg.set_status("books@1", "deprecated", force=True)
     return reg
 
 

@@ -118,16 +118,19 @@ def alias(ctx: click.Context, task: str, alias: str, ref: str, as_json: bool) ->
 @click.command()
 @click.argument("ref")
 @click.option("--undo", is_flag=True, help="Mark it active again.")
+@click.option("--force", is_flag=True, help="Deprecate it even while an alias points at it.")
 @click.pass_context
-def deprecate(ctx: click.Context, ref: str, undo: bool) -> None:
+def deprecate(ctx: click.Context, ref: str, undo: bool, force: bool) -> None:
     """Mark an adapter version or fusion deprecated (its files and rows stay).
+
+    Refused while an alias (such as TASK:production) points at it, unless --force.
 
     \b
     Example:
       adapter-registry deprecate sentiment-books@1
     """
     registry = open_registry(ctx)
-    entity = registry.set_status(ref, "active" if undo else "deprecated")
+    entity = registry.set_status(ref, "active" if undo else "deprecated", force=force)
     click.echo(f"{entity.ref} is now {entity.status}.")
 
 

@@ -338,8 +338,12 @@ class Catalog(Plumbing):
 
         return self._read(fn)
 
-    def set_status(self, ref: str, status: str) -> E.Entity:
-        """Mark an adapter version or fusion ``active`` or ``deprecated`` (nothing else changes)."""
+    def set_status(self, ref: str, status: str, *, force: bool = False) -> E.Entity:
+        """Mark an adapter version or fusion ``active`` or ``deprecated`` (nothing else changes).
+
+        Deprecating the target of an alias (``task:production``) is refused unless ``force``:
+        it would leave an alias that ``alias`` itself refuses to set.
+        """
         if status not in STATUSES:
             raise InvalidInput(
                 f"Status must be one of {', '.join(STATUSES)}, not {status!r}.",
@@ -354,6 +358,22 @@ class Catalog(Plumbing):
                 else s.get(SqlFusion, entity.id)
             )
             assert row is not None
+            if status == "deprecated" and not force:
+                aliases = s.scalars(
+                    select(SqlAlias).where(
+                        SqlAlias.target_kind == entity.kind, SqlAlias.target_id == entity.id
+                    )
+                ).all()
+                if aliases:
+                    task = s.get(SqlTask, entity.task_id)
+                    task_name = task.name if task else "TASK"
+                    names = ", ".join(f"{task_name}:{a.alias}" for a in aliases)
+                    raise InvalidInput(
+                        f"{entity.ref} is the target of {names}; deprecating it would leave an "
+                        "alias on a deprecated model.",
+                        hint=f"Point the alias at another model first (adapter-registry alias "
+                        f"{task_name} {aliases[0].alias} REF), or pass --force.",
+                    )
             row.status = status
 
         self._write(fn)
