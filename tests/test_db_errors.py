@@ -81,3 +81,25 @@ def test_an_unreachable_server_is_the_case_for_retrying(pg_admin: str) -> None:
     code, out = run("--db", _pg(pg_admin, host="127.0.0.1", port=port), "list")
     assert code != 0
     assert "Is the database server running" in out, out
+
+
+def test_verify_runs_the_databases_own_integrity_check(tmp_path: Path) -> None:
+    """A damaged page in a table verify never reads (tasks) is found, not "0 problems"."""
+    home = tmp_path / "home"
+    reg = Registry.init(home)
+    for i in range(80):
+        seed_task(reg, f"task-{i:02d}-" + "x" * 100)
+    db = reg.settings.sqlite_path
+    assert db is not None
+    reg.close()
+    code, out = run("--home", str(home), "verify")
+    assert code == 0 and "0 problem(s)" in out, out
+    data = bytearray(db.read_bytes())
+    page = 4096
+    hit = data.index(b"task-40-") // page * page
+    assert hit > 0
+    data[hit : hit + 16] = b"\xa5" * 16  # the page header of a tasks page (or its index)
+    db.write_bytes(bytes(data))
+    code, out = run("--home", str(home), "verify")
+    assert code != 0, out
+    assert "DATABASE: registry database" in out, out
