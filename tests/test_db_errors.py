@@ -103,3 +103,23 @@ def test_verify_runs_the_databases_own_integrity_check(tmp_path: Path) -> None:
     code, out = run("--home", str(home), "verify")
     assert code != 0, out
     assert "DATABASE: registry database" in out, out
+
+
+def test_init_refuses_a_new_database_beside_existing_artifacts(tmp_path: Path) -> None:
+    """After registry.db is lost, init must not start an empty registry that gc would use."""
+    from tests._util import make_artifact
+
+    home = tmp_path / "home"
+    reg = Registry.init(home)
+    reg.artifacts.put(make_artifact(tmp_path / "src", b"weights"))
+    db = reg.settings.sqlite_path
+    assert db is not None
+    reg.close()
+    db.unlink()
+    code, out = run("--home", str(home), "init")
+    assert code != 0 and "already holds 1 artifact" in out and "--force" in out, out
+    assert not db.exists()  # nothing half-written
+    assert run("--home", str(home), "init")[0] != 0  # still refused
+    code, out = run("--home", str(home), "init", "--force")
+    assert code == 0 and db.exists(), out
+    assert run("--home", str(home), "init")[0] == 0  # re-running init on it is an upgrade

@@ -12,9 +12,17 @@ from .output import echo_json, open_registry
 
 # ---------------------------------------------------------------------- set-up
 @click.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Create a new database even beside artifacts already in the store.",
+)
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, force: bool) -> None:
     """Create the registry (folder, database, schema), or upgrade an existing one.
+
+    A new database beside existing artifacts is refused (the old database was lost?) unless
+    --force.
 
     \b
     Example:
@@ -22,7 +30,9 @@ def init(ctx: click.Context) -> None:
     """
     from ..store import Registry
 
-    registry = Registry.init(ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"])
+    registry = Registry.init(
+        ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"], force=force
+    )
     click.echo(
         f"Registry ready at {registry.settings.home} "
         f"(database {registry.settings.redacted_url()}, "

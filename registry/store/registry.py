@@ -83,11 +83,32 @@ class Registry(History, Registering):
         db_url: str | None = None,
         *,
         artifacts: str | None = None,
+        force: bool = False,
     ) -> Registry:
-        """Create (or upgrade) a registry's database and folders, and return it."""
+        """Create (or upgrade) a registry's database and folders, and return it.
+
+        A new database beside artifacts that are already there is refused unless ``force``:
+        the database was lost, and an empty registry would let ``gc`` delete them all.
+        """
         settings = load_settings(home, db_url, artifacts)
         _make_home(settings.home)
-        registry = cls(settings, Database(settings))
+        database = Database(settings)
+        if settings.is_sqlite and settings.sqlite_path is not None:
+            new = not settings.sqlite_path.exists()
+        else:
+            new = database.current_revision() is None
+        registry = cls(settings, database)
+        if new and not force:
+            found = registry.artifacts.all_ids()
+            if found:
+                registry.close()
+                raise InvalidInput(
+                    f"{settings.artifacts_location} already holds {len(found)} artifact(s), "
+                    "but the registry database is new: was it lost or moved?",
+                    hint="Restore the database (or point --db / ADAPTER_REGISTRY_DB at it); to "
+                    "start an empty registry beside them anyway: adapter-registry init --force "
+                    "(gc would then remove them).",
+                )
         registry.db.upgrade()
         registry.settings.artifact_root.mkdir(parents=True, exist_ok=True)
         return registry
