@@ -753,7 +753,12 @@ class Backbone:
         keys = ["input_ids", "attention_mask", "token_type_ids"]
         if with_labels:
             keys.append("labels")
-        return {k: batch[k].to(self.device) for k in keys if k in batch}
+        # Asynchronous when the batch is in pinned memory and the device is a GPU.
+        return {k: batch[k].to(self.device, non_blocking=True) for k in keys if k in batch}
+
+    def model_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Return a batch's model inputs (no labels) on the model's device."""
+        return self._inputs(batch, with_labels=False)
 
     def _require_adapters(self, names: list[str]) -> None:
         if not names:

@@ -26,7 +26,7 @@ from .fitting import FitData, FitResult, fit_and_evaluate
 from .layout import BOTTLENECK_METHODS, FUSION_HEAD
 from .layout import read_manifest as read_manifest
 from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
-from .runtime import pick_device, seed_everything, set_threads
+from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def plan_fusion(
 
     ``bundle``: the data, already loaded from ``data`` by the caller (it is then not reloaded).
     """
-    cfg = config or FuseConfig()
+    cfg = resolve_config(config or FuseConfig())
     name = name or f"{task}-fusion"
     validate_name(task, "task name")
     validate_name(name, "fusion name")

@@ -11,8 +11,8 @@ Torch-free.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from .errors import InvalidInput
 
@@ -21,6 +21,18 @@ MAX_SEED = 2**63 - 1
 
 #: Adapter methods that ``train`` creates (bottleneck adapters; AdapterFusion combines these).
 TRAIN_METHODS = ("seq_bn", "double_seq_bn")
+
+#: Numeric precision of training: ``auto`` is bf16 autocast on a GPU that supports it, else fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+#: Defaults that depend on the device (see :meth:`FitConfig.resolved`): on a CPU, batch 32 and
+#: no token cap; on a GPU, larger batches (step launch overhead dominates small ones) capped by
+#: a token budget, so a bucket of long rows does not run out of memory.
+CPU_BATCH_SIZE = 32
+GPU_BATCH_SIZE = 256
+GPU_MAX_TOKENS = 256 * 128
+
+T = TypeVar("T", bound="FitConfig")
 
 
 def _opt(help_text: str, **extra: Any) -> dict[str, Any]:
@@ -33,7 +45,14 @@ class FitConfig:
 
     epochs: int = field(default=3, metadata=_opt("Training epochs (at most; see --patience)."))
     lr: float = field(default=1e-3, metadata=_opt("Peak learning rate of AdamW."))
-    batch_size: int = field(default=32, metadata=_opt("Rows per training batch."))
+    batch_size: int | None = field(
+        default=None,
+        metadata=_opt(
+            f"Rows per training batch [default: {CPU_BATCH_SIZE} on a CPU, "
+            f"{GPU_BATCH_SIZE} on a GPU].",
+            machine=True,
+        ),
+    )
     max_length: int = field(
         default=256, metadata=_opt("Token limit per row (longer rows are cut).")
     )
@@ -53,9 +72,30 @@ class FitConfig:
         default=None, metadata=_opt("Use only the first N training rows.")
     )
     head_layers: int = field(default=2, metadata=_opt("Layers of the classification head."))
-    device: str = field(default="auto", metadata=_opt("cpu, cuda, or auto."))
+    device: str = field(default="auto", metadata=_opt("cpu, cuda, or auto.", machine=True))
     threads: int | None = field(
-        default=None, metadata=_opt("torch CPU threads (default: torch's choice).")
+        default=None, metadata=_opt("torch CPU threads (default: torch's choice).", machine=True)
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_opt(
+            "auto = bf16 autocast on a GPU that supports it, fp32 on a CPU; fp16 needs a GPU. "
+            "Saved weights are fp32 either way.",
+            choices=PRECISIONS,
+            machine=True,
+        ),
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata=_opt(
+            "Most padded tokens (rows x longest row) per training batch, on top of length "
+            f"bucketing [default: no cap on a CPU, {GPU_MAX_TOKENS} on a GPU].",
+            machine=True,
+        ),
+    )
+    compile: bool = field(
+        default=False,
+        metadata=_opt("torch.compile the model before training (unmeasured on GPU).", machine=True),
     )
 
     def __post_init__(self) -> None:
@@ -63,7 +103,8 @@ class FitConfig:
 
     def _check(self) -> None:
         _at_least(self, "epochs", 1, "--epochs 3")
-        _at_least(self, "batch_size", 1, "--batch-size 32")
+        if self.batch_size is not None:
+            _at_least(self, "batch_size", 1, "--batch-size 32")
         _at_least(self, "max_length", 8, "--max-length 256")
         _at_least(self, "patience", 1, "--patience 2")
         _at_least(self, "head_layers", 1, "--head-layers 2")
@@ -86,6 +127,57 @@ class FitConfig:
                 f"device must be cpu, cuda, cuda:N or auto, got {device!r}.",
                 hint="e.g. --device cpu",
             )
+        if self.precision not in PRECISIONS:
+            raise InvalidInput(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.",
+                hint="e.g. --precision auto",
+            )
+        if self.precision == "fp16" and device == "cpu":
+            raise InvalidInput(
+                "fp16 training needs a GPU; a CPU has no fp16 autocast worth using.",
+                hint="Use --precision bf16 (or fp32) with --device cpu.",
+            )
+        if self.max_tokens is not None:
+            _at_least(self, "max_tokens", self.max_length, f"--max-tokens {64 * self.max_length}")
+
+    def resolved(self: T, device: str, *, bf16_supported: bool = False) -> T:
+        """Return a copy with the device-dependent defaults filled in for ``device``.
+
+        ``device`` is what :func:`registry.runtime.pick_device` chose; ``bf16_supported``
+        says whether that GPU runs bf16 (``precision=auto`` then picks it).
+
+        Raises:
+            InvalidInput: fp16 asked for on a CPU.
+        """
+        gpu = device.startswith("cuda")
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if gpu and bf16_supported else "fp32"
+        if precision == "fp16" and not gpu:
+            raise InvalidInput(
+                "fp16 training needs a GPU, and none was chosen.",
+                hint="Use --precision bf16 (or fp32), or run where a GPU is: --device cuda.",
+            )
+        batch_size = self.batch_size or (GPU_BATCH_SIZE if gpu else CPU_BATCH_SIZE)
+        max_tokens = self.max_tokens
+        if max_tokens is None and gpu and self.batch_size is None:
+            max_tokens = max(GPU_MAX_TOKENS, self.max_length)
+        return replace(
+            self, device=device, precision=precision, batch_size=batch_size, max_tokens=max_tokens
+        )
+
+    @property
+    def rows_per_batch(self) -> int:
+        """Return the batch size, resolved for a CPU when :meth:`resolved` has not run."""
+        return self.batch_size or CPU_BATCH_SIZE
+
+    @classmethod
+    def recipe_fields(cls) -> tuple[str, ...]:
+        """Return the fields that describe the learning recipe, not the machine it runs on.
+
+        ``update`` carries these over from the current adapter's recorded run.
+        """
+        return tuple(f.name for f in fields(cls) if not f.metadata.get("machine"))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-able dict (recorded with the training run)."""
@@ -212,4 +304,4 @@ def _finite(
         )
 
 
-__all__ = ["TRAIN_METHODS", "FitConfig", "FuseConfig", "TrainConfig"]
+__all__ = ["PRECISIONS", "TRAIN_METHODS", "FitConfig", "FuseConfig", "TrainConfig"]

@@ -533,6 +533,8 @@ def make_batches(
     seed: int,
     bucket: bool = True,
     pad_to: int | None = None,
+    max_tokens: int | None = None,
+    pin_memory: bool = False,
 ) -> tuple[list[dict[str, Tensor]], BatchStats]:
     """Tokenize once and cut examples into padded tensor batches.
 
@@ -541,6 +543,12 @@ def make_batches(
     order are shuffled with ``seed``. Each batch pads to its own longest row, or to ``pad_to``
     (which also caps ``max_length``). Labels become a ``labels`` LongTensor when every example has
     one; ``label_names`` fixes the ids.
+
+    ``max_tokens`` caps each batch's padded size (rows x its longest row) as well: a batch is
+    closed early when the next row would take it over the budget, so buckets of short rows hold
+    up to ``batch_size`` rows and buckets of long rows fewer. It must be at least ``max_length``
+    (every row then fits alone). With ``pin_memory`` the tensors live in page-locked memory,
+    for asynchronous copies to a GPU.
     """
     import torch
 
@@ -552,6 +560,12 @@ def make_batches(
         raise InvalidInput("No examples to batch.", hint="Give data with at least one row.")
     if pad_to is not None:
         max_length = min(max_length, pad_to)
+    if max_tokens is not None and max_tokens < max(max_length, 1):
+        raise InvalidInput(
+            f"max_tokens ({max_tokens}) must be at least max_length ({max_length}), so every "
+            "row fits in a batch.",
+            hint=f"e.g. --max-tokens {64 * max_length}",
+        )
 
     labels: list[int] | None = None
     if all(ex.label is not None for ex in examples):
@@ -603,7 +617,7 @@ def make_batches(
             for start in range(0, len(order), chunk)
             for i in sorted(order[start : start + chunk], key=lambda j: lengths[j])
         ]
-    groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    groups = _group(order, lengths, batch_size, max_tokens, pad_to)
     if shuffle:
         # Shuffle whole batches so sorted buckets do not feed short-to-long every epoch.
         rng.shuffle(groups)
@@ -627,6 +641,8 @@ def make_batches(
             batch["token_type_ids"] = types_t
         if labels is not None:
             batch["labels"] = torch.tensor([labels[i] for i in group], dtype=torch.long)
+        if pin_memory:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
         batches.append(batch)
         padded_total += len(group) * width
 
@@ -638,6 +654,32 @@ def make_batches(
         batch_indices=groups,
     )
     return batches, stats
+
+
+def _group(
+    order: list[int],
+    lengths: list[int],
+    batch_size: int,
+    max_tokens: int | None,
+    pad_to: int | None,
+) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches of at most ``batch_size`` rows and, with
+    ``max_tokens``, at most that many padded tokens (rows x the widest row, or ``pad_to``)."""
+    if max_tokens is None:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    groups: list[list[int]] = []
+    group: list[int] = []
+    width = 0
+    for i in order:
+        new_width = pad_to if pad_to is not None else max(width, lengths[i])
+        if group and (len(group) >= batch_size or (len(group) + 1) * new_width > max_tokens):
+            groups.append(group)
+            group, new_width = [], pad_to if pad_to is not None else lengths[i]
+        group.append(i)
+        width = new_width
+    if group:
+        groups.append(group)
+    return groups
 
 
 def spec_label(data: Any) -> str:

@@ -25,8 +25,21 @@ if TYPE_CHECKING:
     from .backbone import Backbone
     from .prefix_cache import PrefixCache
 
-#: Batch size when scoring the finished model on each split.
+#: Batch size when scoring the finished model on each split (on a CPU; see :func:`eval_batching`).
 EVAL_BATCH_SIZE = 64
+#: Rows and padded tokens per no-grad batch on a GPU: no gradients or optimiser state to hold,
+#: so batches are several times the training ones.
+GPU_EVAL_BATCH_SIZE = 1024
+GPU_EVAL_MAX_TOKENS = 1024 * 128
+#: Steps between two updates of the progress bar's loss (each one waits for the device).
+LOG_EVERY = 50
+
+
+def eval_batching(device: str) -> tuple[int, int | None]:
+    """Return (rows, max padded tokens) of a no-grad batch on ``device``."""
+    if device.startswith("cuda"):
+        return GPU_EVAL_BATCH_SIZE, GPU_EVAL_MAX_TOKENS
+    return EVAL_BATCH_SIZE, None
 
 
 @dataclass
@@ -79,17 +92,28 @@ def class_weight_tensor(examples: Sequence[Example], label_names: list[str]) -> 
 
 
 def evaluate_batches(
-    backbone: Backbone, batches: list[dict[str, Tensor]], label_names: list[str]
+    backbone: Backbone,
+    batches: list[dict[str, Tensor]],
+    label_names: list[str],
+    *,
+    precision: str = "fp32",
 ) -> dict[str, float]:
-    """Return accuracy, macro-F1 and per-class F1 of the active setup on labelled batches."""
+    """Return accuracy, macro-F1 and per-class F1 of the active setup on labelled batches.
+
+    Predictions stay on the device until the last batch (one copy back, not one per batch).
+    """
+    import torch
+
     from .evaluate import classification_metrics
+    from .runtime import autocast
 
     y_true: list[int] = []
-    y_pred: list[int] = []
-    for batch in batches:
-        logits = backbone.logits(batch)
-        y_pred.extend(int(i) for i in logits.argmax(dim=-1).tolist())
-        y_true.extend(int(i) for i in batch["labels"].tolist())
+    on_device: list[Tensor] = []
+    with autocast(backbone.device, precision):
+        for batch in batches:
+            on_device.append(backbone.logits(batch).argmax(dim=-1))
+            y_true.extend(int(i) for i in batch["labels"].tolist())
+    y_pred = [int(i) for i in torch.cat(on_device).tolist()] if on_device else []
     if not y_true:
         raise InvalidInput(
             "Nothing to evaluate: the split has no labelled rows.",
@@ -106,23 +130,34 @@ def batches_for(
     *,
     shuffle: bool,
     batch_size: int | None = None,
+    max_tokens: int | None = None,
 ) -> list[dict[str, Tensor]]:
-    """Return the rows as tensor batches for ``backbone`` (shuffled with the config's seed)."""
+    """Return the rows as tensor batches for ``backbone`` (shuffled with the config's seed).
+
+    Training batches follow ``config.batch_size`` and ``config.max_tokens``; ``batch_size`` and
+    ``max_tokens`` given here (no-grad batches) replace both. On a GPU the tensors are pinned,
+    so copies to the device run asynchronously.
+    """
+    explicit = batch_size is not None
     return make_batches(
         backbone.tokenizer,
         rows,
         label_names,
-        batch_size=batch_size or config.batch_size,
+        batch_size=batch_size if batch_size is not None else config.rows_per_batch,
         max_length=config.max_length,
         shuffle=shuffle,
         seed=config.seed if shuffle else 0,
+        max_tokens=max_tokens if explicit else config.max_tokens,
+        pin_memory=backbone.device.startswith("cuda"),
     )[0]
 
 
 def evaluate_splits(
     backbone: Backbone, data: FitData, config: FitConfig
 ) -> dict[str, dict[str, float]]:
-    """Return the trained model's metrics on each of ``data.eval_sets``."""
+    """Return the trained model's metrics on each of ``data.eval_sets`` (large no-grad batches
+    on the training device, at the training precision)."""
+    rows_per_batch, tokens = eval_batching(backbone.device)
     return {
         split: evaluate_batches(
             backbone,
@@ -132,9 +167,11 @@ def evaluate_splits(
                 data.label_names,
                 config,
                 shuffle=False,
-                batch_size=EVAL_BATCH_SIZE,
+                batch_size=rows_per_batch,
+                max_tokens=tokens,
             ),
             data.label_names,
+            precision=config.precision,
         )
         for split, rows in data.eval_sets.items()
     }
@@ -156,8 +193,20 @@ def fit_and_evaluate(
     loop draw from the seeded generators in this order.
     """
     train_batches = batches_for(backbone, data.train_rows, data.label_names, config, shuffle=True)
+    # On a GPU validation runs in the large no-grad batches; on a CPU in the training ones.
+    val_rows, val_tokens = (
+        eval_batching(backbone.device) if backbone.device.startswith("cuda") else (None, None)
+    )
     val_batches = (
-        batches_for(backbone, data.val_rows, data.label_names, config, shuffle=False)
+        batches_for(
+            backbone,
+            data.val_rows,
+            data.label_names,
+            config,
+            shuffle=False,
+            batch_size=val_rows,
+            max_tokens=val_tokens,
+        )
         if data.val_rows
         else []
     )
@@ -238,18 +287,26 @@ def fit(
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    from .runtime import autocast
+
     params = [p for _, p in backbone.trainable_parameters()]
     if not params:
         raise InvalidInput(
             "Nothing to train: no parameter requires a gradient.",
             hint="Add an adapter or a fusion to the model before training it.",
         )
+    device = backbone.device
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = max(1, config.epochs * len(train_batches))
     scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
-    weights = class_weights.to(backbone.device) if class_weights is not None else None
+    # fp16 needs loss scaling; bf16 has fp32's range and does not.
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    forward = _forward(backbone, config, prefix_cache)
+    weights = class_weights.to(device) if class_weights is not None else None
+    # Counted once on the host: the hot loop below never waits for the device.
+    batch_tokens = [int(b["attention_mask"].sum()) for b in train_batches]
     rng = random.Random(config.seed)
     history: list[EpochLog] = []
     best = _BestEpoch(backbone, config.patience)
@@ -263,45 +320,49 @@ def fit(
             backbone.set_training(True)
             order = list(range(len(train_batches)))
             rng.shuffle(order)
-            losses = []
+            # The epoch's loss adds up on the device; it is read once per LOG_EVERY steps.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             t0 = time.perf_counter()
-            for i in order:
+            for n, i in enumerate(order, start=1):
                 batch = train_batches[i]
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
-                if prefix_cache is not None:
-                    logits = prefix_cache.logits(inputs)
-                else:
-                    _, logits = backbone.forward(inputs)
-                loss = F.cross_entropy(logits, batch["labels"].to(backbone.device), weight=weights)
-                if extra_loss is not None:
-                    reg = extra_loss()
-                    if reg is not None:
-                        loss = loss + reg
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    # A diverged run would only write useless weights: stop before registering.
-                    raise InvalidInput(
-                        f"The training loss became {value} at epoch {epoch}, step {steps + 1}: "
-                        "training diverged and nothing was registered.",
-                        hint=f"Lower the learning rate, e.g. --lr {config.lr / 10:g}",
-                    )
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
+                labels = batch["labels"].to(device, non_blocking=True)
+                with autocast(device, config.precision):
+                    logits = forward(inputs)
+                    loss = F.cross_entropy(logits.float(), labels, weight=weights)
+                    if extra_loss is not None:
+                        reg = extra_loss()
+                        if reg is not None:
+                            loss = loss + reg
+                _step(loss, params, optimizer, scaler, config.max_grad_norm)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(value)
-                real_tokens += int(batch["attention_mask"].sum())
+                loss_sum += loss.detach()
+                real_tokens += batch_tokens[i]
                 steps += 1
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+                if progress and (n % LOG_EVERY == 0 or n == len(order)):
+                    bar.set_postfix(epoch=epoch, loss=f"{float(loss_sum) / n:.4f}")
+            train_loss = float(loss_sum) / max(1, len(order))  # waits for the epoch's last step
+            if not math.isfinite(train_loss):
+                # A diverged run would only write useless weights: stop before registering.
+                # (Checked once per epoch, where the loss is read anyway: not per step.)
+                raise InvalidInput(
+                    f"The training loss became {train_loss} in epoch {epoch}: training "
+                    "diverged and nothing was registered.",
+                    hint=f"Lower the learning rate, e.g. --lr {config.lr / 10:g}",
+                )
             epoch_time = time.perf_counter() - t0
             train_time += epoch_time
-            val = evaluate_batches(backbone, val_batches, label_names) if val_batches else None
+            val = (
+                evaluate_batches(backbone, val_batches, label_names, precision=config.precision)
+                if val_batches
+                else None
+            )
             history.append(
                 EpochLog(
                     epoch=epoch,
-                    train_loss=sum(losses) / max(1, len(losses)),
+                    train_loss=train_loss,
                     val_accuracy=val["accuracy"] if val else None,
                     val_macro_f1=val["macro_f1"] if val else None,
                     train_time_s=epoch_time,
@@ -321,3 +382,39 @@ def fit(
         real_tokens=real_tokens,
         steps=steps,
     )
+
+
+def _forward(
+    backbone: Backbone, config: FitConfig, prefix_cache: PrefixCache | None
+) -> Callable[[dict[str, Tensor]], Tensor]:
+    """Return the training forward pass: through the prefix cache, compiled, or plain."""
+    if prefix_cache is not None:
+        return prefix_cache.logits
+    if config.compile:
+        import torch
+
+        compiled = torch.compile(backbone.model, dynamic=True)
+        return lambda inputs: compiled(**backbone.model_inputs(inputs)).logits  # type: ignore[no-untyped-call]
+    return lambda inputs: backbone.forward(inputs)[1]
+
+
+def _step(
+    loss: Tensor,
+    params: list[Any],
+    optimizer: Any,
+    scaler: Any,
+    max_grad_norm: float,
+) -> None:
+    """Backpropagate, clip and update (through the loss scaler for fp16)."""
+    import torch
+
+    if scaler is None:
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()

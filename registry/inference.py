@@ -22,27 +22,50 @@ def _check_pairing(entity: E.Entity, task: E.Task, pair: bool) -> None:
 
 
 def predict_examples(
-    loaded: Loaded, examples: list[Example], *, batch_size: int = 64, max_length: int = 256
+    loaded: Loaded,
+    examples: list[Example],
+    *,
+    batch_size: int | None = None,
+    max_length: int = 256,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
-    """Return one prediction per example (label, probabilities), in input order."""
+    """Return one prediction per example (label, probabilities), in input order.
+
+    Without ``batch_size``, batches are sized for the model's device (64 rows on a CPU; large
+    token-capped ones on a GPU, see :func:`registry.fitting.eval_batching`). Probabilities stay
+    on the device until the last batch.
+    """
     import torch
 
     from .data import make_batches
+    from .fitting import eval_batching
+    from .runtime import autocast
 
+    device = loaded.backbone.device
+    rows_per_batch, max_tokens = eval_batching(device)
     rows = [dataclasses.replace(e, label=None) for e in examples]
     batches, stats = make_batches(
         loaded.backbone.tokenizer,
         rows,
         None,
-        batch_size=batch_size,
+        batch_size=batch_size or rows_per_batch,
         max_length=loaded.backbone.length_for(max_length),
         shuffle=False,
         seed=0,
+        max_tokens=None if batch_size else max_tokens,
+        pin_memory=device.startswith("cuda"),
     )
+    on_device = []
+    with autocast(device, precision):
+        for batch in batches:
+            on_device.append(torch.softmax(loaded.backbone.logits(batch).float(), dim=-1))
+    all_probs = torch.cat(on_device).tolist() if on_device else []
     out: list[dict[str, Any] | None] = [None] * len(rows)
-    for batch, indices in zip(batches, stats.batch_indices, strict=True):
-        probs = torch.softmax(loaded.backbone.logits(batch).float(), dim=-1)
-        for row_probs, idx in zip(probs.tolist(), indices, strict=True):
+    offsets = 0
+    for indices in stats.batch_indices:
+        chunk = all_probs[offsets : offsets + len(indices)]
+        offsets += len(indices)
+        for row_probs, idx in zip(chunk, indices, strict=True):
             best = max(range(len(row_probs)), key=row_probs.__getitem__)
             out[idx] = {
                 "label": loaded.label_names[best],

@@ -22,7 +22,7 @@ from .fitting import FitData, FitResult, fit_and_evaluate
 from .fitting import evaluate_batches as evaluate_batches
 from .fitting import fit as fit
 from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
-from .runtime import pick_device, seed_everything, set_threads
+from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def plan_training(
     """
     from .backbone import resolve_base
 
-    cfg = config or TrainConfig()
+    cfg = resolve_config(config or TrainConfig())
     name = name or task
     validate_name(task, "task name")
     validate_name(name, "adapter name")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..configs import FuseConfig, TrainConfig
-from .options import config_from, config_options, config_values
+from .options import config_from, config_options, config_values, given_fields
 from .output import echo_json, open_registry, table
 
 DRIFT_EXIT = 3
@@ -153,8 +153,10 @@ def update(
     """Run one continual step: drift → new adapter → re-fuse → evaluate → gate → promote.
 
     Nothing registered is changed. Re-running after an interruption reuses finished steps.
-    The fusion shares the adapter's settings except its own --fuse-* ones; --seed also seeds
-    the drift tests and the replay sample.
+    The new adapter starts from the current adapter's recorded recipe (epochs, lr, method,
+    ...); options given here override it, and machine settings (--device, --precision,
+    --batch-size, --max-tokens) are this machine's. The fusion shares the adapter's settings
+    except its own --fuse-* ones; --seed also seeds the drift tests and the replay sample.
 
     \b
     Example:
@@ -162,11 +164,14 @@ def update(
       adapter-registry update sentiment --data data/mds_dvd --members append --fuse-epochs 2
       adapter-registry update sentiment --data data/mds_kitchen --warm-start
     """
-    from ..continual import UpdateOptions
+    from ..continual import UpdateOptions, inherited_train_config
     from ..continual import update as run_update
 
+    given = given_fields(ctx, TrainConfig)
     fuse_own = config_values(FuseConfig, settings, only=FUSE_OWN, prefix="fuse_")
     train_config = config_from(TrainConfig, settings)
+    registry = open_registry(ctx)
+    train_config = inherited_train_config(registry, task, train_config, given)
     options = UpdateOptions(
         dry_run=dry_run,
         alpha=alpha,
@@ -181,7 +186,6 @@ def update(
         fuse_config=FuseConfig(**{**train_config.fit_settings(), **fuse_own}),
         progress=not as_json,
     )
-    registry = open_registry(ctx)
     result = run_update(registry, task, data, options, log=None if as_json else click.echo)
     if as_json:
         echo_json(result.to_dict())

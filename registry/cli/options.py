@@ -136,6 +136,19 @@ def config_values(
     return out
 
 
+def given_fields(
+    ctx: click.Context, cls: type, *, only: Collection[str] | None = None, prefix: str = ""
+) -> set[str]:
+    """Return the fields of ``cls`` whose options were given (command line or environment),
+    as opposed to left at their defaults."""
+    given = set()
+    for field, _ in _fields(cls, only, ()):
+        source = ctx.get_parameter_source(_dest(field.name, prefix))
+        if source is not None and source is not click.core.ParameterSource.DEFAULT:
+            given.add(field.name)
+    return given
+
+
 def config_from(cls: Callable[..., C], values: MutableMapping[str, Any], **fixed: Any) -> C:
     """Build ``cls`` from the options made for it (popped from ``values``) and ``fixed``."""
     assert isinstance(cls, type)

@@ -31,6 +31,7 @@ from .fuse_step import replay_mix
 from .gate import gate
 from .plan import plan_members
 from .promote import Step, production_history
+from .recipe import inherited_train_config
 from .report import TaskReport, build_report, routed_matrix
 from .update import UpdateOptions, UpdateResult, update
 
@@ -53,6 +54,7 @@ __all__ = [
     "domain_name",
     "evaluate_entity",
     "gate",
+    "inherited_train_config",
     "plan_members",
     "production_entity",
     "production_history",
