@@ -21,6 +21,7 @@ from . import layout
 from .configs import FuseConfig
 from .data import DataBundle, Example, check_labels, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
+from .distributed import from_main, is_main
 from .errors import AlreadyExists, Interrupted, InvalidInput, NotFound
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .layout import BOTTLENECK_METHODS, FUSION_HEAD
@@ -289,7 +290,8 @@ def fuse(
         label_field=label_field,
         bundle=bundle,
     )
-    earlier = registry.referenced_artifacts()
+    main = is_main()
+    earlier = registry.referenced_artifacts() if main else None
     set_threads(plan.config.threads)
     device = pick_device(plan.config.device)
     try:
@@ -299,10 +301,16 @@ def fuse(
             "Fusion training was interrupted: nothing was registered.",
             hint="Run the same command again to start over.",
         ) from err
-    for member in plan.members:
-        registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
-    verified = verify_untouched(registry, earlier)
-    return FuseOutcome(fusion, metrics, result, len(plan.members), verified)
+    mine = None
+    if fusion is not None and earlier is not None:
+        for member in plan.members:
+            registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
+        verified = verify_untouched(registry, earlier)
+        mine = FuseOutcome(fusion, metrics, result, len(plan.members), verified)
+    # Under torchrun only rank 0 registered: every rank returns what it registered.
+    outcome = from_main(mine)
+    assert outcome is not None
+    return outcome
 
 
 def _fuse_and_register(
@@ -311,7 +319,7 @@ def _fuse_and_register(
     device: str,
     progress: bool,
     lineage: Sequence[EdgeIn],
-) -> tuple[E.Fusion, dict[str, dict[str, float]], FitResult]:
+) -> tuple[E.Fusion | None, dict[str, dict[str, float]], FitResult]:
     cfg = plan.config
     backbone, names, fusion_config = prepare_backbone(
         registry, plan.members, plan.label_names, cfg, device
@@ -325,6 +333,8 @@ def _fuse_and_register(
         progress=progress,
         desc=f"fuse {plan.name}",
     )
+    if not is_main():  # rank 0 registers (and hands the result round)
+        return None, metrics, result
     with registry.artifacts.staging("fuse") as tmp:
         art = Path(tmp) / "fusion"
         backbone.save_fusion(names, art, FUSION_HEAD)

@@ -287,6 +287,7 @@ def fit(
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    from .distributed import from_main
     from .runtime import autocast
 
     params = [p for _, p in backbone.trainable_parameters()]
@@ -303,7 +304,8 @@ def fit(
     )
     # fp16 needs loss scaling; bf16 has fp32's range and does not.
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
-    forward = _forward(backbone, config, prefix_cache)
+    share = _RankShare.current(backbone, prefix_cache)
+    forward = share.forward if share is not None else _forward(backbone, config, prefix_cache)
     weights = class_weights.to(device) if class_weights is not None else None
     # Counted once on the host: the hot loop below never waits for the device.
     batch_tokens = [int(b["attention_mask"].sum()) for b in train_batches]
@@ -314,6 +316,7 @@ def fit(
     steps = 0
     train_time = 0.0
     start = time.perf_counter()
+    progress = progress and (share is None or share.main)
     bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step", leave=False)
     try:
         for epoch in range(1, config.epochs + 1):
@@ -328,8 +331,11 @@ def fit(
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
                 labels = batch["labels"].to(device, non_blocking=True)
                 with autocast(device, config.precision):
-                    logits = forward(inputs)
-                    loss = F.cross_entropy(logits.float(), labels, weight=weights)
+                    if share is not None:
+                        loss = share.loss(inputs, batch["labels"], labels, weights)
+                    else:
+                        logits = forward(inputs)
+                        loss = F.cross_entropy(logits.float(), labels, weight=weights)
                     if extra_loss is not None:
                         reg = extra_loss()
                         if reg is not None:
@@ -343,6 +349,8 @@ def fit(
                 bar.update(1)
                 if progress and (n % LOG_EVERY == 0 or n == len(order)):
                     bar.set_postfix(epoch=epoch, loss=f"{float(loss_sum) / n:.4f}")
+            if share is not None:
+                loss_sum = share.mean(loss_sum)
             train_loss = float(loss_sum) / max(1, len(order))  # waits for the epoch's last step
             if not math.isfinite(train_loss):
                 # A diverged run would only write useless weights: stop before registering.
@@ -359,6 +367,8 @@ def fit(
                 if val_batches
                 else None
             )
+            if share is not None:
+                val = from_main(val)  # every rank stops at the same epoch
             history.append(
                 EpochLog(
                     epoch=epoch,
@@ -418,3 +428,86 @@ def _step(
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
+
+
+class _RankShare:
+    """This rank's part of every global batch under torch.distributed (DDP).
+
+    Every rank holds the same global batches; rank ``r`` of ``W`` trains on the ``r``-th of
+    ``W`` near-equal slices of each. Its loss is the slice's summed cross-entropy times ``W``
+    over the global batch's total weight, so DDP's gradient average over ranks equals the
+    gradient of the single-process mean loss over the whole batch (class weights included),
+    whatever the slice sizes. A rank whose slice is empty (a batch with fewer rows than ranks)
+    runs one row with its loss times 0, so the gradient all-reduce still meets every rank.
+    """
+
+    def __init__(self, backbone: Backbone, rank: int, world: int) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.backbone = backbone
+        self.rank = rank
+        self.world = world
+        gpu = backbone.device.startswith("cuda")
+        self.ddp = DistributedDataParallel(
+            backbone.model, device_ids=[torch_device_index(backbone.device)] if gpu else None
+        )
+
+    @classmethod
+    def current(cls, backbone: Backbone, prefix_cache: PrefixCache | None) -> _RankShare | None:
+        """Return the share for a job with several ranks, None for a single process."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return None
+        if prefix_cache is not None:
+            raise InvalidInput(
+                "--cache-prefix does not run under torchrun (each rank would cache its own "
+                "slice of every batch).",
+                hint="Drop --cache-prefix, or train in a single process.",
+            )
+        return cls(backbone, dist.get_rank(), dist.get_world_size())
+
+    @property
+    def main(self) -> bool:
+        """Return True on rank 0."""
+        return self.rank == 0
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Return the logits of ``inputs`` through the DDP wrapper (gradients all-reduced)."""
+        return self.ddp(**self.backbone.model_inputs(inputs)).logits  # type: ignore[no-any-return]
+
+    def loss(
+        self,
+        inputs: dict[str, Tensor],
+        host_labels: Tensor,
+        labels: Tensor,
+        weights: Tensor | None,
+    ) -> Tensor:
+        """Return this rank's share of the global batch's mean loss, times the world size."""
+        import torch
+        import torch.nn.functional as F
+
+        n = int(host_labels.shape[0])
+        chunk = torch.arange(n).tensor_split(self.world)[self.rank]
+        scale = 1.0
+        if chunk.numel() == 0:
+            chunk, scale = torch.arange(1), 0.0
+        total = weights[labels].sum() if weights is not None else float(n)
+        mine = {k: v[chunk] for k, v in inputs.items()}
+        logits = self.forward(mine)
+        local = labels[chunk.to(labels.device)]
+        summed = F.cross_entropy(logits.float(), local, weight=weights, reduction="sum")
+        return summed * (scale * self.world) / total
+
+    def mean(self, value: Tensor) -> Tensor:
+        """Return the mean of ``value`` over the ranks (one all-reduce)."""
+        import torch.distributed as dist
+
+        out = value.clone()
+        dist.all_reduce(out)
+        return out / self.world
+
+
+def torch_device_index(device: str) -> int:
+    """Return the GPU index of ``cuda:N`` (0 for plain ``cuda``)."""
+    return int(device.split(":", 1)[1]) if ":" in device else 0

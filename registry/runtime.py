@@ -46,7 +46,9 @@ def resolve_config(config: C) -> C:
     Raises:
         InvalidInput: a GPU was asked for and there is none; fp16 without a GPU.
     """
-    device = pick_device(config.device)
+    from .distributed import rank_device
+
+    device = rank_device(pick_device(config.device))
     return config.resolved(device, bf16_supported=bf16_supported(device))
 
 

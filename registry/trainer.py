@@ -17,6 +17,7 @@ from . import entities as E
 from .configs import TrainConfig
 from .data import DataBundle, check_labels, fingerprint, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
+from .distributed import from_main, is_main, joined
 from .errors import Interrupted, InvalidInput
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .fitting import evaluate_batches as evaluate_batches
@@ -109,6 +110,12 @@ def plan_training(
     info = resolve_base(base)
     schema = check_task(registry, task, bundle, info.name, info.revision)
     check_labels(bundle, schema.label_names)
+    if cfg.cache_prefix and joined():
+        raise InvalidInput(
+            "--cache-prefix does not run under torchrun (each rank would cache its own slice "
+            "of every batch).",
+            hint="Drop --cache-prefix, or train in a single process.",
+        )
     rows = training_rows(bundle, cfg.seed, cfg.max_train_examples)
     init_entity = _warm_start(registry, init_from, info) if init_from else None
     drift_report = registry.get_drift_report(after_drift) if after_drift is not None else None
@@ -194,7 +201,8 @@ def train(
         bundle=bundle,
         base_hub_id=base_hub_id,
     )
-    earlier = registry.referenced_artifacts()
+    main = is_main()
+    earlier = registry.referenced_artifacts() if main else None
     cfg = plan.config
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
@@ -206,23 +214,33 @@ def train(
             "Training was interrupted: nothing was registered.",
             hint="Run the same command again to start over.",
         ) from err
-    return TrainOutcome(version, metrics, result, verify_untouched(registry, earlier))
+    verified = verify_untouched(registry, earlier) if earlier is not None else 0
+    mine = TrainOutcome(version, metrics, result, verified) if version is not None else None
+    # Under torchrun only rank 0 registered: every rank returns what it registered.
+    outcome = from_main(mine)
+    assert outcome is not None
+    return outcome
 
 
 def _train_and_register(
     registry: Registry, plan: TrainPlan, device: str, progress: bool
-) -> tuple[E.AdapterVersion, dict[str, dict[str, float]], FitResult]:
+) -> tuple[E.AdapterVersion | None, dict[str, dict[str, float]], FitResult]:
     from .backbone import Backbone
     from .profiles import build_profile, save_profile
 
     cfg = plan.config
+    main = is_main()
     backbone = Backbone.load(plan.base, device=device)
-    profile = build_profile(
-        backbone,
-        plan.rows.train,
-        dataset_fingerprint=fingerprint(plan.rows.train),
-        seed=cfg.seed,
-        max_length=cfg.max_length,
+    profile = (
+        build_profile(
+            backbone,
+            plan.rows.train,
+            dataset_fingerprint=fingerprint(plan.rows.train),
+            seed=cfg.seed,
+            max_length=cfg.max_length,
+        )
+        if main
+        else None
     )
     adapter_config = _add_adapter(registry, backbone, plan)
     backbone.train_adapter(MODULE)
@@ -235,6 +253,8 @@ def _train_and_register(
         desc=f"train {plan.name}",
         prefix_cache=_prefix_cache(backbone, plan),
     )
+    if profile is None:  # another rank than 0: rank 0 registers (and hands the result round)
+        return None, metrics, result
     with registry.artifacts.staging("train") as tmp:
         art = Path(tmp) / "adapter"
         backbone.save_adapter(MODULE, art)

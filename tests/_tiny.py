@@ -71,8 +71,11 @@ PUNCT = [".", ",", "!", "?", "'"]
 VOCAB = SPECIAL + PUNCT + WORDS + PIECES + [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
-def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny BertModel (hidden 32, 2 layers) and a WordPiece tokenizer into ``folder``."""
+def build_tiny_bert(folder: Path, seed: int = 0, dropout: float | None = None) -> Path:
+    """Save a tiny BertModel (hidden 32, 2 layers) and a WordPiece tokenizer into ``folder``.
+
+    ``dropout`` replaces BERT's 0.1 (hidden and attention) when given: 0 makes training
+    deterministic across process layouts (data-parallel vs single process)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -91,6 +94,11 @@ def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
         num_attention_heads=4,
         intermediate_size=37,
         max_position_embeddings=64,
+        **(
+            {}
+            if dropout is None
+            else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        ),
     )
     # Seed a private generator state: same seed, identical weights, whatever ran before.
     with torch.random.fork_rng(devices=[]):

@@ -49,7 +49,8 @@ def fuse(
 ) -> None:
     """Train only a new fusion layer (+ head) over frozen adapter versions and register it.
 
-    Members stay untouched: their artifacts are re-hashed after training.
+    Members stay untouched: their artifacts are re-hashed after training. Under torchrun it
+    trains data-parallel on every rank and rank 0 alone registers.
 
     \b
     Example:
@@ -57,9 +58,11 @@ def fuse(
       adapter-registry fuse cb --adapters mnli,qqp --data data/cb --static --json
     """
     from ..composer import fuse as run_fuse
+    from ..distributed import is_main
+    from ..distributed import open_registry as open_for_rank
 
     config = config_from(FuseConfig, settings, dynamic=not static)
-    registry = open_registry(ctx)
+    registry = open_for_rank(lambda _create: open_registry(ctx), config.device)
     fields = tuple(_split_list(text_fields)) or None
     outcome = run_fuse(
         registry,
@@ -72,6 +75,8 @@ def fuse(
         text_fields=fields,
         progress=not no_progress and not as_json,
     )
+    if not is_main():
+        return  # under torchrun rank 0 reports
     fusion = outcome.fusion
     if as_json:
         echo_json(

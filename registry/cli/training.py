@@ -68,7 +68,8 @@ def train(
 ) -> None:
     """Train a NEW adapter version for TASK on a frozen base model and register it.
 
-    Earlier adapters are never changed: their sha256 is re-checked after training.
+    Earlier adapters are never changed: their sha256 is re-checked after training. Under
+    torchrun it trains data-parallel on every rank and rank 0 alone registers.
 
     \b
     Example:
@@ -76,11 +77,15 @@ def train(
           --base ./minilm --name books --epochs 3
       adapter-registry train sentiment --data ../shared/data/mds_books \\
           --base ./minilm --base-hub-id sentence-transformers/all-MiniLM-L6-v2
+      torchrun --nproc-per-node 4 -m registry train sentiment --data ../shared/data/mds_books \\
+          --base ./minilm --device cuda
     """
+    from ..distributed import is_main
+    from ..distributed import open_registry as open_for_rank
     from ..trainer import train as run_train
 
     config = config_from(TrainConfig, settings)
-    registry = open_registry(ctx, create=True)
+    registry = open_for_rank(lambda create: open_registry(ctx, create=create), config.device)
     outcome = run_train(
         registry,
         task,
@@ -95,6 +100,8 @@ def train(
         progress=not no_progress,
         base_hub_id=base_hub_id,
     )
+    if not is_main():
+        return  # under torchrun rank 0 reports
     v = outcome.version
     if as_json:
         echo_json(
