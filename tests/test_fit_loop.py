@@ -299,3 +299,34 @@ def test_update_starts_from_the_current_adapters_recipe(
     assert run["lr"] == 2e-3  # given on the command line
     assert (run["epochs"], run["head_layers"], run["reduction_factor"]) == (2, 1, 8)
     assert (run["max_length"], run["patience"]) == (40, 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_defaults_are_resolved_recorded_and_reload_on_cpu(
+    sqlite_registry: Registry, tiny_base_dir: Path, tmp_path: Path
+) -> None:
+    from registry.loader import load_entity
+    from registry.runtime import bf16_supported
+
+    out = train(
+        sqlite_registry,
+        "sentiment",
+        str(sentiment_data(tmp_path / "d", n_train=300)),
+        str(tiny_base_dir),
+        config=TrainConfig(epochs=2, lr=5e-3, device="cuda"),
+        progress=False,
+    )
+    run = sqlite_registry.training_run(out.version.training_run_id or 0)
+    assert run.hyperparams["precision"] == ("bf16" if bf16_supported("cuda") else "fp32")
+    assert (run.hyperparams["batch_size"], run.hyperparams["max_tokens"]) == (
+        GPU_BATCH_SIZE,
+        GPU_MAX_TOKENS,
+    )
+    gpu = load_entity(sqlite_registry, out.version, "cuda")
+    cpu = load_entity(sqlite_registry, out.version, "cpu")
+    rows = _rows(40, seed=9)
+    on_gpu = predict_examples(gpu, rows)
+    on_cpu = predict_examples(cpu, rows)
+    for p, q in zip(on_gpu, on_cpu, strict=True):
+        assert abs(p["scores"]["positive"] - q["scores"]["positive"]) < 1e-4
