@@ -37,6 +37,14 @@ def _train_args(home: Path, data: Path, base: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _fuse_args(home: Path, data: Path) -> list[str]:
+    return [
+        "--home", str(home), "fuse", "sentiment", "--adapters", "sentiment@1,books@1",
+        "--data", str(data), "--device", "cpu", "--threads", "1", "--epochs", "2",
+        "--batch-size", "8", "--lr", "5e-3", "--max-length", "32", "--json",
+    ]  # fmt: skip
+
+
 def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -76,9 +84,9 @@ def test_two_gloo_ranks_register_once_and_match_one_process(tmp_path: Path) -> N
     v_one, w_one = _adapter_weights(tmp_path / "one")
     assert w_ddp and w_ddp.keys() == w_one.keys()
     diff = max((w_ddp[k] - w_one[k]).abs().max().item() for k in w_ddp)
-    moved = max((w_one[k]).abs().max().item() for k in w_one)
+    scale = max((w_one[k]).abs().max().item() for k in w_one)
     assert diff <= WEIGHT_TOLERANCE, diff
-    assert moved > 100 * WEIGHT_TOLERANCE  # the weights are not all near zero
+    assert scale > 100 * WEIGHT_TOLERANCE  # the weights are not all near zero
     ddp_run = Registry.open(tmp_path / "ddp").training_run(v_ddp.training_run_id or 0)
     assert ddp_run.hyperparams["batch_size"] == 8 and ddp_run.device == "cpu"
 
@@ -92,3 +100,37 @@ def test_a_reading_rank_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="only rank 0 writes"):
         reader.ensure_task("u", "single", ["a", "b"], ["text"], None)
     assert [t.name for t in reg.list_tasks()] == ["t"]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_fuse_once_and_match_one_process(tmp_path: Path) -> None:
+    base = build_tiny_bert(tmp_path / "tiny", dropout=0.0)
+    data = sentiment_data(tmp_path / "data", n_train=45)
+    other = sentiment_data(tmp_path / "other", seed=4, n_train=40)
+    for home in ("ddp", "one"):  # the same two members in both registries, single process
+        _run([sys.executable, "-m", "registry", *_train_args(tmp_path / home, data, base)])
+        books = _train_args(tmp_path / home, other, base)
+        _run([sys.executable, "-m", "registry", *books[:4], "--name", "books", *books[4:]])
+    ddp = _run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "registry", *_fuse_args(tmp_path / "ddp", data)]
+    )  # fmt: skip
+    _run([sys.executable, "-m", "registry", *_fuse_args(tmp_path / "one", data)])
+    assert json.loads(ddp.stdout)["ref"] == "sentiment-fusion@1"
+    weights = []
+    for home in ("ddp", "one"):
+        reg = Registry.open(tmp_path / home)
+        fusions = reg.list_entities(task="sentiment", kind="fusion")
+        assert len(fusions) == 1, fusions
+        folder = reg.artifact_path(fusions[0])
+        weights.append(
+            {
+                f"{f.name}/{k}": v
+                for f in sorted(folder.rglob("*.safetensors"))
+                for k, v in load_file(str(f)).items()
+            }
+        )
+        reg.close()
+    assert weights[0] and weights[0].keys() == weights[1].keys()
+    diff = max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0])
+    assert diff <= WEIGHT_TOLERANCE, diff
