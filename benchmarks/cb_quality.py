@@ -175,8 +175,8 @@ class EpochReports:
             finally:
                 self._in_fit = False
 
-        def evaluate(backbone: Any, batches: Any, labels: list[str]) -> dict[str, float]:
-            out = real_eval(backbone, batches, labels)
+        def evaluate(backbone: Any, batches: Any, labels: list[str], **kw: Any) -> dict[str, float]:
+            out = real_eval(backbone, batches, labels, **kw)
             if self._in_fit:
                 rep = make_batches(
                     backbone.tokenizer, self.report, labels, batch_size=64,
