@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -755,6 +755,21 @@ class Backbone:
             keys.append("labels")
         # Asynchronous when the batch is in pinned memory and the device is a GPU.
         return {k: batch[k].to(self.device, non_blocking=True) for k in keys if k in batch}
+
+    def compiled_logits(self) -> Callable[[dict[str, Tensor]], Tensor]:
+        """Return a training forward pass (batch → logits) through ``torch.compile``."""
+        compiled = torch.compile(self.model, dynamic=True)
+        return lambda batch: compiled(**self._inputs(batch, with_labels=False)).logits  # type: ignore[no-untyped-call]
+
+    def data_parallel_logits(self) -> Callable[[dict[str, Tensor]], Tensor]:
+        """Return a training forward pass through DistributedDataParallel (needs a process
+        group): gradients are averaged over the ranks in the backward pass."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        gpu = self.device.startswith("cuda")
+        index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+        ddp = DistributedDataParallel(self.model, device_ids=[index] if gpu else None)
+        return lambda batch: ddp(**self._inputs(batch, with_labels=False)).logits
 
     def model_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Return a batch's model inputs (no labels) on the model's device."""

@@ -401,10 +401,7 @@ def _forward(
     if prefix_cache is not None:
         return prefix_cache.logits
     if config.compile:
-        import torch
-
-        compiled = torch.compile(backbone.model, dynamic=True)
-        return lambda inputs: compiled(**backbone.model_inputs(inputs)).logits  # type: ignore[no-untyped-call]
+        return backbone.compiled_logits()
     return lambda inputs: backbone.forward(inputs)[1]
 
 
@@ -442,15 +439,10 @@ class _RankShare:
     """
 
     def __init__(self, backbone: Backbone, rank: int, world: int) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
         self.backbone = backbone
         self.rank = rank
         self.world = world
-        gpu = backbone.device.startswith("cuda")
-        self.ddp = DistributedDataParallel(
-            backbone.model, device_ids=[torch_device_index(backbone.device)] if gpu else None
-        )
+        self.forward = backbone.data_parallel_logits()
 
     @classmethod
     def current(cls, backbone: Backbone, prefix_cache: PrefixCache | None) -> _RankShare | None:
@@ -471,10 +463,6 @@ class _RankShare:
     def main(self) -> bool:
         """Return True on rank 0."""
         return self.rank == 0
-
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        """Return the logits of ``inputs`` through the DDP wrapper (gradients all-reduced)."""
-        return self.ddp(**self.backbone.model_inputs(inputs)).logits  # type: ignore[no-any-return]
 
     def loss(
         self,
@@ -506,8 +494,3 @@ class _RankShare:
         out = value.clone()
         dist.all_reduce(out)
         return out / self.world
-
-
-def torch_device_index(device: str) -> int:
-    """Return the GPU index of ``cuda:N`` (0 for plain ``cuda``)."""
-    return int(device.split(":", 1)[1]) if ":" in device else 0
