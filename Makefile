@@ -62,8 +62,9 @@ test-all: install lint browser s3server
 # every mutant of registry/artifacts.py and of these drift functions, against the tests named in
 # pyproject.toml's [tool.mutmut]. Prints the kill rate the README records (about 5 min, 2 cores).
 MUTANTS := 'registry.artifacts.*' 'registry.drift.x_detect_drift__mutmut_*' \
-	'registry.drift.x_mmd_permutation_test__mutmut_*' 'registry.drift.x__mmd2_for_masks__mutmut_*' \
-	'registry.drift.x_label_shift_test__mutmut_*' 'registry.continual.gate.*' \
+	'registry.drift_stats.x_mmd_permutation_test__mutmut_*' \
+	'registry.drift_stats.x__mmd2_for_masks__mutmut_*' \
+	'registry.drift_stats.x_label_shift_test__mutmut_*' 'registry.continual.gate.*' \
 	'registry.fitting.xǁ_BestEpochǁ*'
 
 mutants: install
