@@ -68,7 +68,7 @@ def _unchanged(
     They change while the artifact does not: after a re-``eval``, another ``--license``, or a
     fusion member's first push. Any failure to read them counts as changed (push again).
     """
-    from .pull import _Fetcher
+    from .fetch import _Fetcher
 
     fetch = _Fetcher(repo_id, head, folder, endpoint, token, DEFAULT_TIMEOUT_S, _CHECK_BYTES)
     try:
