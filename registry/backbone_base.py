@@ -38,6 +38,17 @@ class BaseInfo:
             return Path(self.local_path).name
         return self.name
 
+    @property
+    def weights_sha256(self) -> str | None:
+        """Return the sha256 of a local folder's weight files (its revision), else None."""
+        return self.revision if self.local_path is not None else None
+
+    @property
+    def location(self) -> str:
+        """Return where the base loads from in any working directory: the absolute folder, or
+        the Hub id."""
+        return self.local_path or self.name
+
 
 def weight_files(folder: Path) -> list[Path]:
     """Return the base-model weight files of a folder (single or sharded), sorted by name."""

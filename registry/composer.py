@@ -177,7 +177,7 @@ def plan_fusion(
     _check_name_free(registry, name, task)
     if bundle is None:
         bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
-    schema = check_task(registry, task, bundle, base.name, base.revision)
+    schema = check_task(registry, task, bundle, base)
     check_labels(bundle, schema.label_names)
     if len(schema.label_names) < 2:
         raise InvalidInput(

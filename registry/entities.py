@@ -41,6 +41,10 @@ class BaseModel(_Record):
     hidden_size: int
     num_layers: int
     created_at: datetime
+    #: sha256 of the weight files: any folder holding them is this base model
+    weights_sha256: str | None = None
+    hub_id: str | None = None
+    hub_commit: str | None = None
 
 
 @dataclass(frozen=True)

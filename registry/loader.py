@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import entities as E
 from . import layout
-from .errors import IntegrityError, InvalidInput
+from .errors import IntegrityError, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -54,8 +54,16 @@ def load_backbone_for(registry: Registry, entity: E.Entity, device: str = "cpu")
     """Load the entity's base model and check that its revision is the recorded one."""
     from .backbone import Backbone
 
-    name, revision = base_source(registry, entity)
-    backbone = Backbone.load(name, revision=None if _is_local(name) else revision, device=device)
+    base = registry.get_base_model(entity.base_model_id)
+    name, revision = base.name, base.revision
+    local = _is_local(name)
+    if not local and _names_a_folder(base):
+        raise NotFound(
+            f"The base model folder {name} of {entity.ref} is gone (moved or deleted).",
+            hint=f"Point the registry at its new place: adapter-registry base relink "
+            f"{base.id} NEW_FOLDER",
+        )
+    backbone = Backbone.load(name, revision=None if local else revision, device=device)
     if backbone.info.revision != revision:
         raise InvalidInput(
             f"The base model at {name} has changed since {entity.ref} was trained "
@@ -67,6 +75,13 @@ def load_backbone_for(registry: Registry, entity: E.Entity, device: str = "cpu")
 
 def _is_local(name: str) -> bool:
     return Path(name).expanduser().exists()
+
+
+def _names_a_folder(base: E.BaseModel) -> bool:
+    """True when a base model was registered from a local folder (not loaded by Hub id)."""
+    if base.hub_id is not None and base.hub_id == base.name:
+        return False
+    return base.weights_sha256 is not None or len(base.revision) == 64
 
 
 def attach_adapter(registry: Registry, backbone: Backbone, version: E.AdapterVersion) -> str:

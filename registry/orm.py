@@ -46,7 +46,7 @@ class Base(DeclarativeBase):
 
 
 class SqlBaseModel(Base):
-    """A frozen encoder at one revision."""
+    """A frozen encoder at one revision; ``name`` is where it loads from (a folder or Hub id)."""
 
     __tablename__ = "base_models"
     __table_args__ = (UniqueConstraint("name", "revision"),)
@@ -58,6 +58,11 @@ class SqlBaseModel(Base):
     hidden_size: Mapped[int] = mapped_column(Integer)
     num_layers: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: sha256 of the weight files (what identifies the base: any folder with them is this base)
+    weights_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the Hub model this base is (or is a local copy of), and its commit, when known
+    hub_id: Mapped[str | None] = mapped_column(String(200))
+    hub_commit: Mapped[str | None] = mapped_column(String(40))
 
 
 class SqlTask(Base):

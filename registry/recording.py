@@ -1,6 +1,7 @@
 """What the registry records about a training run, shared by adapter and fusion training.
 
-Before training: :func:`check_task` (does the data fit the task as registered?). After it:
+Before training: :func:`check_task` (does the data fit the task as registered, on the same
+base weights?). After it:
 :func:`evaluation_metrics` (dataset snapshots and metric rows), :func:`training_run` (a typed
 :class:`~registry.store.TrainingRunIn`), and :func:`verify_untouched` (the proof that no earlier
 artifact changed).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import entities as E
 from .data import (
@@ -26,6 +27,9 @@ from .fitting import FitResult
 from .runtime import library_versions
 from .store import MetricIn, Registry, TrainingRunIn
 
+if TYPE_CHECKING:
+    from .backbone import BaseInfo
+
 
 @dataclass(frozen=True)
 class TaskSchema:
@@ -36,8 +40,42 @@ class TaskSchema:
     fields: list[str]
 
 
+def same_base(row: E.BaseModel, info: BaseInfo | E.BaseModel) -> bool:
+    """True when a registered base model and a resolved (or registered) one are the same
+    weights."""
+    if isinstance(info, E.BaseModel) and info.id == row.id:
+        return True
+    if row.weights_sha256 is not None and info.weights_sha256 is not None:
+        return row.weights_sha256 == info.weights_sha256
+    return row.revision == info.revision
+
+
+def ensure_base_row(
+    registry: Registry, info: BaseInfo, base_hub_id: str | None = None
+) -> E.BaseModel:
+    """Return the base model row of ``info`` (found by its content), creating it if needed.
+
+    ``base_hub_id`` (``OWNER/NAME[@COMMIT]``): the Hub model a local folder is a copy of.
+    """
+    hub_id, hub_commit = (info.name, info.revision) if info.local_path is None else (None, None)
+    if base_hub_id is not None:
+        from .hub.cards import parse_hub_id
+
+        hub_id, hub_commit = parse_hub_id(base_hub_id)
+    return registry.ensure_base_model(
+        info.location,
+        info.revision,
+        info.architecture,
+        info.hidden_size,
+        info.num_layers,
+        weights_sha256=info.weights_sha256,
+        hub_id=hub_id,
+        hub_commit=hub_commit,
+    )
+
+
 def check_task(
-    registry: Registry, task: str, bundle: DataBundle, base_name: str, base_revision: str
+    registry: Registry, task: str, bundle: DataBundle, info: BaseInfo | E.BaseModel
 ) -> TaskSchema:
     """Check data against the task (if registered) without writing; return its schema.
 
@@ -57,11 +95,11 @@ def check_task(
         )
     if existing.base_model_id is not None:
         base = registry.get_base_model(existing.base_model_id)
-        if base.revision != base_revision:
+        if not same_base(base, info):
             raise InvalidInput(
                 f"Task {task!r} is registered on base model {base.name} (revision "
-                f"{base.revision[:12]}), not {base_name} (revision {base_revision[:12]}): adapters "
-                "of one task must share a base model.",
+                f"{base.revision[:12]}), not {info.name} (revision {info.revision[:12]}): "
+                "adapters of one task must share a base model (the same weight files).",
                 hint=f"Train with --base {base.name}, or use another task name.",
             )
     return TaskSchema(list(existing.label_names), kind, fields)

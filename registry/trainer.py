@@ -22,7 +22,15 @@ from .errors import Interrupted, InvalidInput
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .fitting import evaluate_batches as evaluate_batches
 from .fitting import fit as fit
-from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
+from .recording import (
+    TaskSchema,
+    check_task,
+    ensure_base_row,
+    evaluation_metrics,
+    same_base,
+    training_run,
+    verify_untouched,
+)
 from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
 
@@ -108,7 +116,7 @@ def plan_training(
     if bundle is None:
         bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
     info = resolve_base(base)
-    schema = check_task(registry, task, bundle, info.name, info.revision)
+    schema = check_task(registry, task, bundle, info)
     check_labels(bundle, schema.label_names)
     if cfg.cache_prefix and joined():
         raise InvalidInput(
@@ -145,7 +153,7 @@ def _warm_start(registry: Registry, ref: str, info: BaseInfo) -> E.AdapterVersio
         )
     if entity.base_model_id is not None:
         init_base = registry.get_base_model(entity.base_model_id)
-        if init_base.revision != info.revision:
+        if not same_base(init_base, info):
             raise InvalidInput(
                 f"{entity.ref} was trained on another base model ({init_base.name}).",
                 hint="Warm-start only from adapters on the same base model.",
@@ -332,9 +340,7 @@ def _register(
     device: str,
 ) -> E.AdapterVersion:
     info = plan.info
-    base = registry.ensure_base_model(
-        info.name, info.revision, info.architecture, info.hidden_size, info.num_layers
-    )
+    base = ensure_base_row(registry, info, plan.base_hub_id)
     schema = plan.schema
     task_row = registry.ensure_task(
         plan.task, schema.kind, schema.label_names, schema.fields, base.id

@@ -118,6 +118,8 @@ def base_hub_id(
     (``models--OWNER--NAME/snapshots/SHA``), or when a training run on it recorded
     ``--base-hub-id``: the entity's own, its fusion members', then the latest on that base.
     """
+    if base.hub_id is not None:
+        return base.hub_id, base.hub_commit
     if not is_local_path(base.name):
         return base.name, base.revision
     cached = _HF_CACHE.search(base.name.replace("\\", "/"))

@@ -172,6 +172,8 @@ def _resolve_base(
             "architecture": str(get("architecture") or "unknown"),
             "hidden_size": int(get("hidden_size") or 0),
             "num_layers": int(get("num_layers") or 0),
+            "hub_id": recorded.get("hub_id"),
+            "hub_revision": recorded.get("hub_revision"),
         }
 
     if base is not None:
@@ -182,7 +184,7 @@ def _resolve_base(
                 f"on {printable(recorded['name'])} at revision {printable(revision[:12])}.",
                 hint="Give the same base model files, or leave out --base.",
             )
-        return described(info.name, info.revision, info)
+        return described(info.location, info.revision, info)
     name = str(recorded["name"])
     for known in _known_bases(registry, members):
         if known.revision == revision and (

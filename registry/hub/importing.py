@@ -326,12 +326,18 @@ def _register(
             )
     else:
         b = staged.base
+        rev = str(b["revision"])
+        hub = b.get("hub_id")
         base_id = registry.ensure_base_model(
             str(b["name"]),
-            str(b["revision"]),
+            rev,
             str(b.get("architecture", "unknown")),
             int(b.get("hidden_size", 0)),
             int(b.get("num_layers", 0)),
+            # a local folder's revision is its weights' sha256; a Hub model's, its commit
+            weights_sha256=rev if len(rev) == 64 else None,
+            hub_id=str(hub) if hub else None,
+            hub_commit=(str(b.get("hub_revision") or "") or None) if hub else None,
         ).id
     task_row = registry.ensure_task(
         staged.task, staged.task_kind, staged.label_names, staged.text_fields, base_id

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from .. import entities as E
 from ..artifact_store import ensure_published, hold_artifact_lock
 from ..errors import (
+    IntegrityError,
     InvalidInput,
     NotFound,
 )
@@ -50,16 +51,40 @@ class Catalog(Plumbing):
 
     # ------------------------------------------------------------------ base models & tasks
     def ensure_base_model(
-        self, name: str, revision: str, architecture: str, hidden_size: int, num_layers: int
+        self,
+        name: str,
+        revision: str,
+        architecture: str,
+        hidden_size: int,
+        num_layers: int,
+        *,
+        weights_sha256: str | None = None,
+        hub_id: str | None = None,
+        hub_commit: str | None = None,
     ) -> E.BaseModel:
-        """Return the base model row for (name, revision), creating it if needed."""
+        """Return the base model row for these weights, creating it if needed.
+
+        A base is its content: with ``weights_sha256`` given, a row holding the same weights
+        is this base wherever its folder lies (a folder that no longer exists is re-pointed to
+        ``name``). Without it, (``name``, ``revision``) identifies the row. A Hub id and commit
+        learnt later are filled in.
+        """
 
         def fn(s: Session) -> E.BaseModel:
-            row = s.scalar(
-                select(SqlBaseModel).where(
-                    SqlBaseModel.name == name, SqlBaseModel.revision == revision
+            row = None
+            if weights_sha256 is not None:
+                row = s.scalar(
+                    select(SqlBaseModel)
+                    .where(SqlBaseModel.weights_sha256 == weights_sha256)
+                    .order_by(SqlBaseModel.id)
+                    .limit(1)
                 )
-            )
+            if row is None:
+                row = s.scalar(
+                    select(SqlBaseModel).where(
+                        SqlBaseModel.name == name, SqlBaseModel.revision == revision
+                    )
+                )
             if row is None:
                 row = SqlBaseModel(
                     name=name,
@@ -67,12 +92,57 @@ class Catalog(Plumbing):
                     architecture=architecture,
                     hidden_size=hidden_size,
                     num_layers=num_layers,
+                    weights_sha256=weights_sha256,
+                    hub_id=hub_id,
+                    hub_commit=hub_commit,
                 )
                 s.add(row)
                 s.flush()
+                return _base(row)
+            if row.name != name and _moved_folder(row) and Path(name).is_absolute():
+                row.name = name
+            if row.weights_sha256 is None and weights_sha256 is not None:
+                row.weights_sha256 = weights_sha256
+            if row.hub_id is None and hub_id is not None:
+                row.hub_id, row.hub_commit = hub_id, hub_commit
             return _base(row)
 
         return self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
+
+    def relink_base_model(
+        self, base_model_id: int, folder: str, weights_sha256: str
+    ) -> E.BaseModel:
+        """Point a base model at the folder its weights now lie in (digest checked by the caller).
+
+        Raises:
+            IntegrityError: the folder holds other weights than the base model's.
+        """
+
+        def fn(s: Session) -> E.BaseModel:
+            row = s.get(SqlBaseModel, base_model_id)
+            if row is None:
+                raise NotFound(
+                    f"No base model with id {base_model_id}.",
+                    hint="List base models with: adapter-registry base list",
+                )
+            recorded = row.weights_sha256 or (row.revision if len(row.revision) == 64 else None)
+            if recorded != weights_sha256:
+                raise IntegrityError(
+                    f"{folder} holds other weights (sha256 {weights_sha256[:12]}) than base "
+                    f"model {base_model_id} ({row.name}, sha256 {(recorded or '?')[:12]}).",
+                    hint="Give the folder holding the weights the base was registered with.",
+                )
+            row.name = folder
+            row.weights_sha256 = weights_sha256
+            return _base(row)
+
+        return self._write(fn)
+
+    def list_base_models(self) -> list[E.BaseModel]:
+        """Return every base model, oldest first."""
+        return self._read(
+            lambda s: [_base(r) for r in s.scalars(select(SqlBaseModel).order_by(SqlBaseModel.id))]
+        )
 
     def get_base_model(self, base_model_id: int) -> E.BaseModel:
         """Return a base model by id."""
@@ -401,3 +471,12 @@ class Catalog(Plumbing):
             return mappers.training_run(mappers.columns(row))
 
         return self._read(fn)
+
+
+def _moved_folder(row: SqlBaseModel) -> bool:
+    """True when a base model row names a local folder that is no longer there."""
+    if row.hub_id is not None and row.hub_id == row.name:
+        return False  # loaded by Hub id
+    return (len(row.revision) == 64 or row.weights_sha256 is not None) and not (
+        Path(row.name).expanduser().is_dir()
+    )

@@ -45,6 +45,9 @@ def base_model(r: Row) -> E.BaseModel:
         hidden_size=r["hidden_size"],
         num_layers=r["num_layers"],
         created_at=when(r["created_at"]),
+        weights_sha256=r["weights_sha256"],
+        hub_id=r["hub_id"],
+        hub_commit=r["hub_commit"],
     )
 
 
