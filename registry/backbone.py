@@ -16,6 +16,7 @@ name for an absolute (or ``~``) path, so artifacts are identical across machines
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,6 +39,18 @@ from .layout import (
 )
 
 METHODS = layout.BOTTLENECK_METHODS
+
+#: What the engine logs on every forward pass while adapters are loaded but none is active:
+#: the registry runs the frozen base on purpose (profiles, drift), so it is noise here.
+_INACTIVE_NOTICE = "There are adapters available but none are activated"
+
+
+class _DropInactiveNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _INACTIVE_NOTICE not in record.getMessage()
+
+
+logging.getLogger("adapters.model_mixin").addFilter(_DropInactiveNotice())
 
 
 def _fusion_name(members: list[str]) -> str:

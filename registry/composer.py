@@ -26,6 +26,7 @@ from .errors import AlreadyExists, Interrupted, InvalidInput, NotFound
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .layout import BOTTLENECK_METHODS, FUSION_HEAD
 from .layout import read_manifest as read_manifest
+from .progress import bar
 from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
 from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
@@ -469,7 +470,7 @@ def fusion_attention(
     )
     total: np.ndarray | None = None
     weight = 0.0
-    for batch in batches:
+    for batch in bar(batches, "attention"):
         tokens = float(batch["attention_mask"].sum())
         part = loaded.backbone.fusion_attention(batch, members) * tokens
         total = part if total is None else total + part

@@ -228,7 +228,8 @@ def _build(
             raise InvalidInput(
                 f"{unlabeled[0].where}: missing label field {label_field!r}"
                 f"{'' if may_lack_labels else f' in labelled split {split!r}'}.",
-                hint="Add the label, or load with require_labels=False for unlabelled data.",
+                hint="Give every row of the split a label (or name its column: --label-field); "
+                "to label rows that have none, use: adapter-registry predict REF --data SPEC",
             )
         splits[split] = examples
         pairs[split] = len(fields) == 2

@@ -139,6 +139,12 @@ def _server_error(err: exc.SQLAlchemyError, msg: str) -> DatabaseError:
             hint="Restore registry.db from a backup (artifacts are untouched), then run: "
             "adapter-registry verify",
         )
+    if "is not permitted to log in" in low:
+        return DatabaseError(
+            f"The database role may not log in: {msg}",
+            hint="Give the role the LOGIN attribute (ALTER ROLE name LOGIN), or name a role "
+            "that has it in ADAPTER_REGISTRY_DB.",
+        )
     if (
         "password authentication failed" in low
         or ("role" in low and "does not exist" in low)
@@ -147,7 +153,7 @@ def _server_error(err: exc.SQLAlchemyError, msg: str) -> DatabaseError:
         return DatabaseError(
             f"The database server refused the login: {msg}",
             hint="Check the user and password in ADAPTER_REGISTRY_DB (or the server's "
-            "pg_hba.conf); retrying will not help.",
+            "pg_hba.conf); the same login will be refused again until they change.",
         )
     if "database" in low and "does not exist" in low:
         return DatabaseError(

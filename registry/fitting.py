@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .configs import FitConfig
 from .data import Example, label_distribution, make_batches
 from .errors import InvalidInput
+from .progress import bar, tqdm_for
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -110,7 +111,7 @@ def evaluate_batches(
     y_true: list[int] = []
     on_device: list[Tensor] = []
     with autocast(backbone.device, precision):
-        for batch in batches:
+        for batch in bar(batches, "evaluate"):
             on_device.append(backbone.logits(batch).argmax(dim=-1))
             y_true.extend(int(i) for i in batch["labels"].tolist())
     y_pred = [int(i) for i in torch.cat(on_device).tolist()] if on_device else []
@@ -284,7 +285,6 @@ def fit(
     """
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from .distributed import from_main
@@ -317,7 +317,7 @@ def fit(
     train_time = 0.0
     start = time.perf_counter()
     progress = progress and (share is None or share.main)
-    bar = tqdm(total=total_steps, desc=desc, disable=not progress, unit="step", leave=False)
+    step_bar = tqdm_for(total=total_steps, desc=desc, shown=progress, unit="step")
     try:
         for epoch in range(1, config.epochs + 1):
             backbone.set_training(True)
@@ -346,9 +346,9 @@ def fit(
                 loss_sum += loss.detach()
                 real_tokens += batch_tokens[i]
                 steps += 1
-                bar.update(1)
-                if progress and (n % LOG_EVERY == 0 or n == len(order)):
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss_sum) / n:.4f}")
+                step_bar.update(1)
+                if not step_bar.disable and (n % LOG_EVERY == 0 or n == len(order)):
+                    step_bar.set_postfix(epoch=epoch, loss=f"{float(loss_sum) / n:.4f}")
             if share is not None:
                 loss_sum = share.mean(loss_sum)
             train_loss = float(loss_sum) / max(1, len(order))  # waits for the epoch's last step
@@ -381,7 +381,7 @@ def fit(
             if best.offer(epoch, val):
                 break
     finally:
-        bar.close()
+        step_bar.close()
     best.restore()
     backbone.set_training(False)
     return FitResult(

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from . import entities as E
-from .data import Example, fingerprint, label_distribution, load_spec, spec_label
+from .data import (
+    VALIDATION_SPLIT,
+    Example,
+    fingerprint,
+    label_distribution,
+    load_spec,
+    spec_label,
+)
 from .errors import InvalidInput
 from .loader import Loaded, load_entity
+from .progress import bar
 from .store import MetricIn, Registry
 
 
@@ -57,7 +66,7 @@ def predict_examples(
     )
     on_device = []
     with autocast(device, precision):
-        for batch in batches:
+        for batch in bar(batches, "predict"):
             on_device.append(torch.softmax(loaded.backbone.logits(batch).float(), dim=-1))
     all_probs = torch.cat(on_device).tolist() if on_device else []
     out: list[dict[str, Any] | None] = [None] * len(rows)
@@ -74,6 +83,16 @@ def predict_examples(
     return [o for o in out if o is not None]
 
 
+def held_out_split(splits: Iterable[str]) -> str:
+    """Return the split ``predict --data`` reads by default: test, else validation, else the
+    first (a single file's only split)."""
+    names = list(splits)
+    for name in ("test", VALIDATION_SPLIT):
+        if name in names:
+            return name
+    return names[0]
+
+
 def evaluate_entity(
     registry: Registry,
     ref: str,
@@ -82,6 +101,7 @@ def evaluate_entity(
     split: str = "validation",
     record: bool = True,
     text_fields: tuple[str, ...] | None = None,
+    label_field: str = "label",
     loaded: Loaded | None = None,
     step: int | None = None,
 ) -> dict[str, float]:
@@ -94,7 +114,9 @@ def evaluate_entity(
 
     entity = registry.resolve(ref)
     task = registry.get_task_by_id(entity.task_id)
-    bundle = load_spec(data, text_fields=text_fields, label_names=list(task.label_names))
+    bundle = load_spec(
+        data, text_fields=text_fields, label_field=label_field, label_names=list(task.label_names)
+    )
     _check_pairing(entity, task, bundle.pair)
     rows = bundle.split(split)
     if any(e.label is None for e in rows):
@@ -144,7 +166,7 @@ def predict(
         pair = any(b is not None for _, b in texts)
     elif data is not None:
         bundle = load_spec(data, text_fields=text_fields, require_labels=False)
-        chosen = split or next(iter(bundle.splits))
+        chosen = split or held_out_split(bundle.splits)
         examples = bundle.split(chosen)
         pair = bundle.pair
     else:

@@ -17,6 +17,7 @@ import numpy as np
 from .data import CHARS_PER_TOKEN_CAP, Example, label_distribution
 from .drift import ReferenceProfile, mean_pool, text_profile
 from .layout import PROFILE_FILE
+from .progress import bar
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -55,7 +56,7 @@ def embed_examples(
     )
     rows = []
     with torch.no_grad(), backbone.base_only():
-        for batch in batches:
+        for batch in bar(batches, "embed"):
             inputs: dict[str, Tensor] = {
                 k: batch[k].to(backbone.device)
                 for k in ("input_ids", "attention_mask", "token_type_ids")

@@ -61,6 +61,8 @@ def entity_summary(entity: E.Entity) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": entity.uid,
         "ref": entity.ref,
+        "name": entity.name,
+        "version": entity.version,
         "kind": entity.kind,
         "task": entity.task,
         "status": entity.status,

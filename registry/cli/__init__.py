@@ -69,9 +69,9 @@ class RegistryGroup(click.Group):
 
 def _show_note(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """Print a warning as one ``Note:`` line on stderr (no file and line of code); with
-    ``--json`` the output stays the JSON alone."""
+    ``--json`` the output stays the JSON alone, and ``--quiet`` prints no notes."""
     ctx = click.get_current_context(silent=True)
-    if ctx is None or not ctx.params.get("as_json"):
+    if ctx is None or not (ctx.params.get("as_json") or ctx.params.get("quiet")):
         click.echo(f"Note: {message}", err=True)
 
 

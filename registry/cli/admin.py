@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..errors import RegistryError
+from .options import output_options
 from .output import echo_json, open_registry
 
 
@@ -17,8 +18,9 @@ from .output import echo_json, open_registry
     is_flag=True,
     help="Create a new database even beside artifacts already in the store.",
 )
+@output_options()
 @click.pass_context
-def init(ctx: click.Context, force: bool) -> None:
+def init(ctx: click.Context, force: bool, as_json: bool) -> None:
     """Create the registry (folder, database, schema), or upgrade an existing one.
 
     A new database beside existing artifacts is refused (the old database was lost?) unless
@@ -33,6 +35,16 @@ def init(ctx: click.Context, force: bool) -> None:
     registry = Registry.init(
         ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"], force=force
     )
+    if as_json:
+        echo_json(
+            {
+                "home": str(registry.settings.home),
+                "database": registry.settings.redacted_url(),
+                "artifacts": str(registry.settings.artifacts_location),
+                "schema": registry.db.current_revision(),
+            }
+        )
+        return
     click.echo(
         f"Registry ready at {registry.settings.home} "
         f"(database {registry.settings.redacted_url()}, "
@@ -53,8 +65,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@output_options()
 @click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
+def db_upgrade(ctx: click.Context, as_json: bool) -> None:
     """Migrate the schema to the newest revision (take a backup first).
 
     \b
@@ -73,11 +86,14 @@ def db_upgrade(ctx: click.Context) -> None:
     database = Database(settings)
     before = database.current_revision()
     database.upgrade()
+    if as_json:
+        echo_json({"from": before, "to": SCHEMA_HEAD})
+        return
     click.echo(f"Schema upgraded from {before or 'empty'} to {SCHEMA_HEAD}.")
 
 
 @db.command("current")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options()
 @click.pass_context
 def db_current(ctx: click.Context, as_json: bool) -> None:
     """Show the schema revision of the database and the one this code expects.
@@ -108,7 +124,7 @@ def db_current(ctx: click.Context, as_json: bool) -> None:
 @click.argument("task")
 @click.argument("alias")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def alias(ctx: click.Context, task: str, alias: str, ref: str, as_json: bool) -> None:
     """Point TASK:ALIAS (e.g. sentiment:production) at an adapter version or fusion.
@@ -129,8 +145,9 @@ def alias(ctx: click.Context, task: str, alias: str, ref: str, as_json: bool) ->
 @click.argument("ref")
 @click.option("--undo", is_flag=True, help="Mark it active again.")
 @click.option("--force", is_flag=True, help="Deprecate it even while an alias points at it.")
+@output_options()
 @click.pass_context
-def deprecate(ctx: click.Context, ref: str, undo: bool, force: bool) -> None:
+def deprecate(ctx: click.Context, ref: str, undo: bool, force: bool, as_json: bool) -> None:
     """Mark an adapter version or fusion deprecated (its files and rows stay).
 
     Refused while an alias (such as TASK:production) points at it, unless --force.
@@ -141,11 +158,14 @@ def deprecate(ctx: click.Context, ref: str, undo: bool, force: bool) -> None:
     """
     registry = open_registry(ctx)
     entity = registry.set_status(ref, "active" if undo else "deprecated", force=force)
+    if as_json:
+        echo_json({"ref": entity.ref, "id": entity.uid, "status": entity.status})
+        return
     click.echo(f"{entity.ref} is now {entity.status}.")
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary for monitoring.")
+@output_options()
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Check every artifact against its sha256 and every row against its files.
@@ -187,7 +207,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="Keep files younger than this many seconds (a writer may still be registering them).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
     """Remove artifact files that no row points at.

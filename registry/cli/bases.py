@@ -8,6 +8,7 @@ import click
 
 from .. import entities as E
 from ..errors import InvalidInput
+from .options import output_options
 from .output import echo_json, open_registry, table
 
 
@@ -38,7 +39,7 @@ def _row(b: E.BaseModel) -> dict[str, object]:
 
 
 @base.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def base_list(ctx: click.Context, as_json: bool) -> None:
     """List the base models: where each loads from, its weights' sha256 and Hub id.
@@ -68,7 +69,7 @@ def base_list(ctx: click.Context, as_json: bool) -> None:
 @base.command("relink")
 @click.argument("base_id", metavar="ID_OR_REF")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def base_relink(ctx: click.Context, base_id: str, folder: str, as_json: bool) -> None:
     """Point a base model at the folder its weights were moved to.

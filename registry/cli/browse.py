@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .options import output_options
 from .output import echo_json, read, table
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Show the newest N adapter versions and N fusions (0 = all).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def list_(
     ctx: click.Context, task: str | None, kind: str | None, active: bool, limit: int, as_json: bool
@@ -95,9 +96,18 @@ def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseMode
     data["base_model"] = base.to_dict()
     if entity.training_run_id is not None:
         data["training_run"] = registry.training_run(entity.training_run_id).to_dict()
+    metrics = registry.metrics(entity)
+    sources = {
+        i: registry.get_dataset(i).source
+        for i in dict.fromkeys(m.dataset_id for m in metrics)
+        if i is not None
+    }
     data["metrics"] = [
-        {k: m.to_dict()[k] for k in ("name", "value", "split", "dataset_id", "step")}
-        for m in registry.metrics(entity)
+        {
+            **{k: m.to_dict()[k] for k in ("name", "value", "split", "dataset_id", "step")},
+            "dataset": sources.get(m.dataset_id) if m.dataset_id is not None else None,
+        }
+        for m in metrics
     ]
     graph = registry.lineage(entity, max_depth=1)
     labels = {n["key"]: n["label"] for n in graph["nodes"]}
@@ -124,7 +134,7 @@ def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseMode
 
 @click.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show everything recorded about an adapter version or fusion.
@@ -167,17 +177,33 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         click.echo(f"  training      seed {run['seed']}, {wall}{speed}, device {run['device']}")
     for h in data["hub_links"]:
         click.echo(f"  hub           {h['direction']} {h['repo_id']} @ {h['commit_sha'][:12]}")
-    if data["metrics"]:
-        rows = [
+    _show_metrics(data["metrics"])
+
+
+def _show_metrics(metrics: list[dict[str, Any]]) -> None:
+    """One table per dataset and split (its latest value of each metric), then the training
+    curve in one line per metric (first → best → last epoch), never a per-epoch dump."""
+    groups: dict[tuple[str, str], dict[str, float]] = {}
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for m in metrics:
+        if m["step"] is not None:
+            curves.setdefault(m["name"], []).append((int(m["step"]), float(m["value"])))
+            continue
+        key = (m["dataset"] or "(no dataset)", m["split"] or "")
+        groups.setdefault(key, {})[m["name"]] = float(m["value"])  # later rows win
+    for (source, split), values in groups.items():
+        click.echo(f"\n  metrics on {source} [{split}]")
+        table(["METRIC", "VALUE"], [[k, f"{v:.4f}"] for k, v in values.items()])
+    if curves:
+        click.echo("\n  training curve (per epoch)")
+        table(
+            ["METRIC", "EPOCHS", "FIRST", "LAST", "MIN", "MAX"],
             [
-                m["name"],
-                m["split"] or "",
-                f"{m['value']:.4f}",
-                "" if m["step"] is None else str(m["step"]),
-            ]
-            for m in data["metrics"]
-        ]
-        table(["METRIC", "SPLIT", "VALUE", "STEP"], rows)
+                [name, str(len(points)), f"{points[0][1]:.4f}", f"{points[-1][1]:.4f}",
+                 f"{min(v for _, v in points):.4f}", f"{max(v for _, v in points):.4f}"]
+                for name, points in ((n, sorted(p)) for n, p in curves.items())
+            ],
+        )  # fmt: skip
 
 
 @click.command()
@@ -188,19 +214,22 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     type=click.Choice(["tree", "mermaid", "json"]),
     default="tree",
     show_default=True,
+    help="tree or mermaid (json: the same as --json).",
 )
+@output_options()
 @click.pass_context
-def lineage(ctx: click.Context, ref: str, fmt: str) -> None:
+def lineage(ctx: click.Context, ref: str, fmt: str, as_json: bool) -> None:
     """Show where an adapter or fusion came from and what was built from it.
 
     \b
     Example:
       adapter-registry lineage sentiment:production --format mermaid
+      adapter-registry lineage sentiment:production --json
     """
     from ..views import lineage_mermaid, lineage_tree
 
     graph = read(ctx, lambda registry: registry.lineage(registry.resolve(ref)))
-    if fmt == "json":
+    if as_json or fmt == "json":
         echo_json(graph)
     elif fmt == "mermaid":
         click.echo(lineage_mermaid(graph))

@@ -7,8 +7,19 @@ from typing import Any
 
 import click
 
-from ..configs import FuseConfig, TrainConfig
-from .options import config_from, config_options, config_values, given_fields
+from ..configs import FitConfig, FuseConfig, TrainConfig
+from ..progress import enabled as progress_enabled
+from .options import (
+    alpha_option,
+    config_from,
+    config_options,
+    config_values,
+    given_fields,
+    label_field_option,
+    output_options,
+    split_fields,
+    text_fields_option,
+)
 from .output import echo_json, open_registry, table
 
 DRIFT_EXIT = 3
@@ -38,14 +49,14 @@ def _drift_rows(tests: list[dict[str, Any]]) -> list[list[str]]:
 @click.command("drift")
 @click.argument("task")
 @click.option("--data", "data", required=True, help="New data: a file, a folder or a Hub name.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise level.")
+@alpha_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds sampling and tests.")
 @click.option("--permutations", type=int, default=500, show_default=True, help="MMD permutations.")
 @click.option("--reference", help="Compare with this adapter REF (default: TASK:production).")
-@click.option(
-    "--device", default="auto", show_default=True, help="Embed the new data on cpu, cuda or auto."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@config_options(FitConfig, only=("device",), help_prefix="Embed the new data on: ")
+@text_fields_option()
+@label_field_option()
+@output_options(progress=True)
 @click.pass_context
 def drift(
     ctx: click.Context,
@@ -56,6 +67,8 @@ def drift(
     permutations: int,
     reference: str | None,
     device: str,
+    text_fields: str | None,
+    label_field: str,
     as_json: bool,
 ) -> None:
     """Check new data of TASK for drift against its current adapter's reference profile.
@@ -79,6 +92,8 @@ def drift(
         n_permutations=permutations,
         reference=reference,
         device=device,
+        text_fields=split_fields(text_fields),
+        label_field=label_field,
     )
     info = check.to_dict()
     if as_json:
@@ -102,7 +117,7 @@ def drift(
 @click.argument("task")
 @click.option("--data", "data", required=True, help="New data: a file, a folder or a Hub name.")
 @click.option("--dry-run", is_flag=True, help="Check drift and print the plan; write nothing.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Drift test level.")
+@alpha_option()
 @click.option(
     "--tolerance",
     type=float,
@@ -132,7 +147,9 @@ def drift(
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
 @config_options(TrainConfig, help_prefix="New adapter: ")
 @config_options(FuseConfig, only=FUSE_OWN, prefix="fuse-", help_prefix="Fusion: ")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@text_fields_option()
+@label_field_option()
+@output_options(progress=True)
 @click.pass_context
 def update(
     ctx: click.Context,
@@ -147,6 +164,8 @@ def update(
     no_replay: bool,
     warm_start: bool,
     force: bool,
+    text_fields: str | None,
+    label_field: str,
     as_json: bool,
     **settings: Any,
 ) -> None:
@@ -184,7 +203,9 @@ def update(
         force=force,
         train_config=train_config,
         fuse_config=FuseConfig(**{**train_config.fit_settings(), **fuse_own}),
-        progress=not as_json,
+        progress=progress_enabled(),
+        text_fields=split_fields(text_fields),
+        label_field=label_field,
     )
     result = run_update(registry, task, data, options, log=None if as_json else click.echo)
     if as_json:
@@ -229,7 +250,7 @@ def update(
     show_default=True,
     help="Folder for the PNG heatmaps.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> None:
     """Show each task's accuracy matrix, forgetting, BWT and lineage; write PNG heatmaps.

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..configs import FuseConfig
-from .options import config_from, config_options
+from ..progress import enabled as progress_enabled
+from .options import (
+    config_from,
+    config_options,
+    label_field_option,
+    output_options,
+    text_fields_option,
+)
 from .output import echo_json, open_registry, table
 
 if TYPE_CHECKING:
@@ -29,9 +36,9 @@ def _split_list(value: str | None) -> list[str]:
 @click.option("--static", is_flag=True, help="Static fusion (no value matrix) instead of dynamic.")
 @config_options(FuseConfig, exclude=("dynamic",))
 @click.option("--allow-deprecated", is_flag=True, help="Accept deprecated member versions.")
-@click.option("--text-fields", help="One or two text columns, comma-separated (e.g. a,b).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@text_fields_option()
+@label_field_option()
+@output_options(progress=True)
 @click.pass_context
 def fuse(
     ctx: click.Context,
@@ -43,8 +50,8 @@ def fuse(
     static: bool,
     allow_deprecated: bool,
     text_fields: str | None,
+    label_field: str,
     as_json: bool,
-    no_progress: bool,
     **settings: Any,
 ) -> None:
     """Train only a new fusion layer (+ head) over frozen adapter versions and register it.
@@ -73,7 +80,8 @@ def fuse(
         config=config,
         allow_deprecated=allow_deprecated,
         text_fields=fields,
-        progress=not no_progress and not as_json,
+        label_field=label_field,
+        progress=progress_enabled(),
     )
     if not is_main():
         return  # under torchrun rank 0 reports
@@ -129,7 +137,7 @@ def _print_outcome(outcome: FuseOutcome) -> None:
     show_default=True,
     help="Folder for the PNG heatmap.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options(progress=True)
 @click.pass_context
 def attention(
     ctx: click.Context,

@@ -7,8 +7,11 @@ and is never accepted on the command line.
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
+from .options import output_options
 from .output import echo_json, open_registry
 
 
@@ -24,7 +27,7 @@ from .output import echo_json, open_registry
     "license_id",
     help="Licence of the model card (a Hub licence id: apache-2.0, mit, cc-by-4.0, other).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def push(
     ctx: click.Context,
@@ -74,7 +77,8 @@ def push(
 
 @click.command("pull")
 @click.argument("spec", metavar="OWNER/NAME[@REVISION]")
-@click.option("--as", "name", help="Register under this name (default: the pushed name).")
+@click.option("--name", "name", help="Register under this name (default: the pushed name).")
+@click.option("--as", "as_name", hidden=True, help="Deprecated spelling of --name.")
 @click.option("--task", help="Task to register under (needed for a headless adapter).")
 @click.option(
     "--base",
@@ -100,12 +104,13 @@ def push(
     show_default=True,
     help="Seconds to wait for the Hub to answer.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def pull(
     ctx: click.Context,
     spec: str,
     name: str | None,
+    as_name: str | None,
     task: str | None,
     base: str | None,
     recursive: bool,
@@ -130,11 +135,16 @@ def pull(
       adapter-registry pull my-org/sentiment-books
       adapter-registry pull my-org/big-fusion --max-size 4GiB --timeout 120
       adapter-registry pull my-org/books --base ./minilm
-      adapter-registry pull my-org/sentiment-books@v2 --as books-from-hub
+      adapter-registry pull my-org/sentiment-books@v2 --name books-from-hub
       adapter-registry pull some-user/bert-sst2-adapter --task sst2 --base bert-base-uncased
     """
     from .. import hub
 
+    if as_name is not None:
+        if name is not None and name != as_name:
+            raise click.UsageError("Give the name once: --name (--as is its old spelling).")
+        warnings.warn("--as is deprecated; use --name.", FutureWarning, stacklevel=1)
+        name = as_name
     max_bytes = hub.parse_size(max_size)
     registry = open_registry(ctx)
     result = hub.pull(

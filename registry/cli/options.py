@@ -7,7 +7,10 @@ one help text, and is validated in one place (the config's ``__post_init__``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import io
 import types
 import typing
 from collections.abc import Callable, Collection, MutableMapping
@@ -165,3 +168,77 @@ def _int_list(value: str | None, option: str) -> list[int]:
         raise InvalidInput(
             f"{option} takes layer numbers, got {value!r}.", hint=f"e.g. {option} 0,1"
         ) from err
+
+
+# --------------------------------------------------------- options every command shares
+JSON_HELP = "Print JSON for scripts (the result alone on stdout)."
+
+
+def output_options(*, progress: bool = False) -> Callable[[F], F]:
+    """Add ``--json``, ``--quiet`` (and ``--no-progress`` for commands with long phases).
+
+    ``--quiet`` prints nothing but errors (and the JSON with ``--json``); ``--no-progress`` and
+    ``--quiet`` hide the progress bars, which show on stderr and only on a terminal. The
+    command receives ``as_json``; ``quiet`` and ``no_progress`` are handled here. Goes under
+    ``click.command`` and the other options, above ``click.pass_context``.
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            from ..progress import showing
+
+            quiet = bool(kwargs.pop("quiet", False))
+            hidden = bool(kwargs.pop("no_progress", False))
+            shown = not (quiet or hidden)
+            silence = quiet and not kwargs.get("as_json")
+            sink = (
+                contextlib.redirect_stdout(io.StringIO()) if silence else contextlib.nullcontext()
+            )
+            with showing(shown), sink:
+                return command(*args, **kwargs)
+
+        made: Any = run
+        if progress:
+            made = click.option(
+                "--no-progress",
+                is_flag=True,
+                help="Hide the progress bars (shown on stderr, on a terminal only).",
+            )(made)
+        made = click.option(
+            "--quiet", "-q", is_flag=True, help="Print nothing but errors (and --json's JSON)."
+        )(made)
+        made = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(made)
+        return typing.cast(F, made)
+
+    return decorate
+
+
+def text_fields_option() -> Callable[[F], F]:
+    """``--text-fields``: the column(s) holding the text, for every command that reads data."""
+    return click.option(
+        "--text-fields", help="Column(s) holding the text, e.g. premise,hypothesis."
+    )
+
+
+def label_field_option() -> Callable[[F], F]:
+    """``--label-field``: the column holding the label, for every command that reads labels."""
+    return click.option(
+        "--label-field", default="label", show_default=True, help="Column holding the label."
+    )
+
+
+def split_fields(value: str | None) -> tuple[str, ...] | None:
+    """Return ``--text-fields`` as a tuple of column names (None when not given)."""
+    return tuple(f.strip() for f in value.split(",") if f.strip()) if value else None
+
+
+ALPHA_HELP = (
+    "Family-wise significance level of the drift tests: drift when a decisive test's p-value "
+    "is below ALPHA divided among those tests (Bonferroni); smaller: fewer false alarms."
+)
+
+
+def alpha_option() -> Callable[[F], F]:
+    """``--alpha``: the drift tests' level, one text for ``drift`` and ``update``."""
+    return click.option("--alpha", type=float, default=0.05, show_default=True, help=ALPHA_HELP)

@@ -9,12 +9,16 @@ from typing import Any
 import click
 
 from ..configs import TrainConfig
-from .options import config_from, config_options
+from ..progress import enabled as progress_enabled
+from .options import (
+    config_from,
+    config_options,
+    label_field_option,
+    output_options,
+    split_fields,
+    text_fields_option,
+)
 from .output import echo_json, open_registry, table
-
-
-def _fields(value: str | None) -> tuple[str, ...] | None:
-    return tuple(f.strip() for f in value.split(",") if f.strip()) if value else None
 
 
 def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
@@ -45,10 +49,9 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
 @click.option(
     "--after-drift", type=int, help="Id of the drift report that triggered this training."
 )
-@click.option("--text-fields", help="Column(s) holding the text, e.g. premise,hypothesis.")
-@click.option("--label-field", default="label", show_default=True)
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@text_fields_option()
+@label_field_option()
+@output_options(progress=True)
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -62,7 +65,6 @@ def train(
     after_drift: int | None,
     text_fields: str | None,
     label_field: str,
-    no_progress: bool,
     as_json: bool,
     **settings: Any,
 ) -> None:
@@ -95,9 +97,9 @@ def train(
         config=config,
         init_from=init_from,
         after_drift=after_drift,
-        text_fields=_fields(text_fields),
+        text_fields=split_fields(text_fields),
         label_field=label_field,
-        progress=not no_progress,
+        progress=progress_enabled(),
         base_hub_id=base_hub_id,
     )
     if not is_main():
@@ -128,10 +130,11 @@ def train(
 @click.command("eval")
 @click.argument("ref")
 @click.option("--data", "data", required=True, help="Data SPEC with a labelled split.")
-@click.option("--split", default="validation", show_default=True)
-@click.option("--text-fields", help="Column(s) holding the text.")
+@click.option("--split", default="validation", show_default=True, help="Which split to score.")
+@text_fields_option()
+@label_field_option()
 @click.option("--no-record", is_flag=True, help="Do not store the metrics in the registry.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options(progress=True)
 @click.pass_context
 def eval_(
     ctx: click.Context,
@@ -139,6 +142,7 @@ def eval_(
     data: str,
     split: str,
     text_fields: str | None,
+    label_field: str,
     no_record: bool,
     as_json: bool,
 ) -> None:
@@ -153,7 +157,13 @@ def eval_(
     registry = open_registry(ctx)
     entity = registry.resolve(ref)
     metrics = evaluate_entity(
-        registry, ref, data, split=split, record=not no_record, text_fields=_fields(text_fields)
+        registry,
+        ref,
+        data,
+        split=split,
+        record=not no_record,
+        text_fields=split_fields(text_fields),
+        label_field=label_field,
     )
     if as_json:
         echo_json({"ref": entity.ref, "split": split, "metrics": metrics})
@@ -167,14 +177,17 @@ def eval_(
 @click.option("--text", help="The text to classify.")
 @click.option("--text-b", help="The second text of a pair task.")
 @click.option("--data", "data", help="Data SPEC: predict every row of a split.")
-@click.option("--split", help="Which split of --data (default: the first).")
-@click.option("--text-fields", help="Column(s) holding the text.")
+@click.option(
+    "--split",
+    help="Which split of --data (default: test, else validation, else the data's only split).",
+)
+@text_fields_option()
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write predictions as jsonl here (default: stdout).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for --text.")
+@output_options(progress=True)
 @click.pass_context
 def predict(
     ctx: click.Context,
@@ -211,7 +224,9 @@ def predict(
             best = preds[0]
             click.echo(f"{best['label']}\t{best['scores'][best['label']]:.4f}")
         return
-    preds = run_predict(registry, ref, data=data, split=split, text_fields=_fields(text_fields))
+    preds = run_predict(
+        registry, ref, data=data, split=split, text_fields=split_fields(text_fields)
+    )
     lines = "".join(json.dumps(p) + "\n" for p in preds)
     if out is None:
         click.echo(lines, nl=False)

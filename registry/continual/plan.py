@@ -63,11 +63,18 @@ def plan_lines(
     policy: str,
     alias: str,
     tolerance: float,
+    adapter_name: str | None = None,
 ) -> list[str]:
-    """Return the plan, one line per step, as ``update`` prints it."""
+    """Return the plan, one line per step, as ``update`` prints it (``adapter_name``: the
+    new adapter's name when it is not the reference's)."""
     start = f", starting from {reference.ref}'s weights" if warm_start else ""
+    what = (
+        f"adapter {adapter_name!r} (current: {reference.ref})"
+        if adapter_name and adapter_name != reference.name
+        else f"a new version of adapter {reference.name!r}"
+    )
     lines = [
-        f"train a new version of adapter {reference.name!r} on {source} "
+        f"train {what} on {source} "
         f"({train_rows} rows, {epochs} epochs, validation: {validation_how}"
         f"{start}), after this drift report"
     ]

@@ -212,6 +212,7 @@ def update(
         policy=opts.members,
         alias=opts.alias,
         tolerance=opts.tolerance,
+        adapter_name=opts.adapter_name,
     )
     if opts.dry_run:
         out.gate = "dry run: nothing written"

@@ -241,6 +241,10 @@ class SqliteReader:
         """Return a base model by id."""
         return mappers.base_model(self._get("base_models", base_model_id))
 
+    def get_dataset(self, dataset_id: int) -> E.Dataset:
+        """Return a dataset snapshot by id."""
+        return mappers.dataset(self._get("datasets", dataset_id))
+
     def training_run(self, run_id: int) -> E.TrainingRun:
         """Return a training run by id."""
         return mappers.training_run(self._get("training_runs", run_id))
