@@ -374,13 +374,17 @@ def _heatmap_png(
     colorbar_label: str,
 ) -> Path:
     """Draw ``data`` as an annotated heatmap into a PNG at ``path`` (Agg canvas, no pyplot)."""
+    import textwrap
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n_rows, n_cols = data.shape
-    width = min(16.0, 2.0 + 0.9 * n_cols)
-    height = min(16.0, 1.6 + 0.5 * n_rows)
-    fig = Figure(figsize=(max(4.0, width), max(3.0, height)), dpi=100)
+    # At least 800 × 500 px; the constrained layout keeps the title, tick labels and the
+    # colorbar's label inside the canvas (a long title wraps rather than running off it).
+    width = min(16.0, 3.0 + 0.9 * n_cols)
+    height = min(16.0, 2.0 + 0.45 * n_rows)
+    fig = Figure(figsize=(max(8.0, width), max(5.0, height)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     masked = np.ma.masked_invalid(data)
@@ -392,7 +396,7 @@ def _heatmap_png(
     ax.set_yticklabels(list(row_labels))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, width=int(7 * max(8.0, width)))))
     if annotate:
         mid = (vmin + vmax) / 2.0
         for i in range(n_rows):
@@ -404,7 +408,6 @@ def _heatmap_png(
                     color = "gray"
                 ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(im, ax=ax, label=colorbar_label)
-    fig.tight_layout()
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,12 @@ def test_quiet_json_predict_split_show_list_lineage(trained: Any) -> None:
     curve = [line for line in out.splitlines() if line.startswith("train_loss")]
     assert len(curve) == 1 and curve[0].split()[1] == "2"  # two epochs, one row
 
+    # report: a registered version that is not production is not "nothing registered".
+    res = runner.invoke(cli, ["report", "--json", "--out", str(data.parent / "rep")])
+    (rep,) = json.loads(res.output)
+    assert rep["production"] is None
+    assert any("none is production" in n and "sentiment@1" in n for n in rep["notes"]), rep
+
 
 def test_engine_notice_about_inactive_adapters_is_silenced(
     trained: Any, caplog: pytest.LogCaptureFixture
@@ -211,3 +217,20 @@ def test_a_role_that_may_not_log_in_is_not_told_to_retry() -> None:
         with engine.begin() as conn:
             conn.execute(text("DROP ROLE registry_nologin"))
         engine.dispose()
+
+
+def test_plots_are_at_least_800_px_wide(tmp_path: Path) -> None:
+    import numpy as np
+    from matplotlib.image import imread
+
+    from registry.evaluate import AccuracyMatrix, plot_attention_png, plot_matrix_png
+
+    matrix = AccuracyMatrix(np.array([[0.8]]), ["books"], ["1: books@1"])
+    title = "a-fusion-with-a-rather-long-name@12: fusion attention (validation split)"
+    pngs = [
+        plot_matrix_png(matrix, tmp_path / "m.png", "sentiment: accuracy"),
+        plot_attention_png(np.full((2, 2), 0.5), ["a@1", "b@1"], tmp_path / "a.png", title),
+    ]
+    for png in pngs:
+        height, width = imread(png).shape[:2]
+        assert width >= 800 and height >= 500, (png, width, height)

@@ -95,6 +95,12 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
             notes.append("no update has promoted a model yet: one row, the current production")
         if rows:
             matrix = _matrix(registry, rows, col_ids, datasets)
+        elif latest:
+            refs = ", ".join(e.ref for e in latest[-3:])
+            notes.append(
+                f"{len(latest)} version(s) registered (latest: {refs}) but none is production: "
+                f"set one with: adapter-registry alias {t.name} production REF"
+            )
         else:
             notes.append("nothing registered for this task yet")
         out[t.name] = TaskReport(
