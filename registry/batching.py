@@ -68,8 +68,6 @@ def make_batches(
     (every row then fits alone). With ``pin_memory`` the tensors live in page-locked memory,
     for asynchronous copies to a GPU.
     """
-    import torch
-
     if batch_size < 1:
         raise InvalidInput(
             f"batch_size must be at least 1, got {batch_size}.", hint="e.g. --batch-size 32"
@@ -85,27 +83,7 @@ def make_batches(
             hint=f"e.g. --max-tokens {64 * max_length}",
         )
 
-    labels: list[int] | None = None
-    if all(ex.label is not None for ex in examples):
-        if label_names is None:
-            raise InvalidInput(
-                "Labelled examples need label_names to map labels to ids.",
-                hint="Pass the task's label names.",
-            )
-        ids = {name: i for i, name in enumerate(label_names)}
-        unknown = sorted({str(ex.label) for ex in examples} - set(ids))
-        if unknown:
-            raise InvalidInput(
-                f"Labels {unknown} are not among the task's labels {label_names}.",
-                hint="Fix the data, or register it under a new task name.",
-            )
-        labels = [ids[str(ex.label)] for ex in examples]
-    elif any(ex.label is not None for ex in examples):
-        raise InvalidInput(
-            "Some examples have labels and some do not; batch them separately.",
-            hint="Label every row, or none.",
-        )
-
+    labels = _label_ids(examples, label_names)
     pair = examples[0].text_b is not None
     if any((ex.text_b is not None) != pair for ex in examples):
         raise InvalidInput(
@@ -124,8 +102,60 @@ def make_batches(
     type_ids: list[list[int]] | None = encoded.get("token_type_ids")
     lengths = [len(ids) for ids in input_ids]
 
+    groups = _batch_groups(lengths, batch_size, shuffle, seed, bucket, max_tokens, pad_to)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = [
+        _tensors(group, input_ids, type_ids, lengths, labels, pad_id, pad_to, pin_memory)
+        for group in groups
+    ]
+    padded_total = sum(int(b["input_ids"].numel()) for b in batches)
+    stats = BatchStats(
+        real_tokens=sum(lengths),
+        padded_tokens=padded_total,
+        n_examples=len(examples),
+        n_batches=len(batches),
+        batch_indices=groups,
+    )
+    return batches, stats
+
+
+def _label_ids(examples: list[Example], label_names: list[str] | None) -> list[int] | None:
+    """Return each example's label id, or None when no example has a label."""
+    if all(ex.label is not None for ex in examples):
+        if label_names is None:
+            raise InvalidInput(
+                "Labelled examples need label_names to map labels to ids.",
+                hint="Pass the task's label names.",
+            )
+        ids = {name: i for i, name in enumerate(label_names)}
+        unknown = sorted({str(ex.label) for ex in examples} - set(ids))
+        if unknown:
+            raise InvalidInput(
+                f"Labels {unknown} are not among the task's labels {label_names}.",
+                hint="Fix the data, or register it under a new task name.",
+            )
+        return [ids[str(ex.label)] for ex in examples]
+    elif any(ex.label is not None for ex in examples):
+        raise InvalidInput(
+            "Some examples have labels and some do not; batch them separately.",
+            hint="Label every row, or none.",
+        )
+
+    return None
+
+
+def _batch_groups(
+    lengths: list[int],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    bucket: bool,
+    max_tokens: int | None,
+    pad_to: int | None,
+) -> list[list[int]]:
+    """Return the row indices of each batch: shuffled, bucketed by length, cut, shuffled."""
     rng = random.Random(seed)
-    order = list(range(len(examples)))
+    order = list(range(len(lengths)))
     if shuffle:
         rng.shuffle(order)
     if bucket:
@@ -140,38 +170,40 @@ def make_batches(
         # Shuffle whole batches so sorted buckets do not feed short-to-long every epoch.
         rng.shuffle(groups)
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches: list[dict[str, Tensor]] = []
-    padded_total = 0
-    for group in groups:
-        width = pad_to if pad_to is not None else max(lengths[i] for i in group)
-        ids_t = torch.full((len(group), width), pad_id, dtype=torch.long)
-        mask_t = torch.zeros((len(group), width), dtype=torch.long)
-        types_t = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            n = lengths[i]
-            ids_t[row, :n] = torch.tensor(input_ids[i], dtype=torch.long)
-            mask_t[row, :n] = 1
-            if type_ids is not None:
-                types_t[row, :n] = torch.tensor(type_ids[i], dtype=torch.long)
-        batch: dict[str, Tensor] = {"input_ids": ids_t, "attention_mask": mask_t}
-        if type_ids is not None:
-            batch["token_type_ids"] = types_t
-        if labels is not None:
-            batch["labels"] = torch.tensor([labels[i] for i in group], dtype=torch.long)
-        if pin_memory:
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        batches.append(batch)
-        padded_total += len(group) * width
+    return groups
 
-    stats = BatchStats(
-        real_tokens=sum(lengths),
-        padded_tokens=padded_total,
-        n_examples=len(examples),
-        n_batches=len(batches),
-        batch_indices=groups,
-    )
-    return batches, stats
+
+def _tensors(
+    group: list[int],
+    input_ids: list[list[int]],
+    type_ids: list[list[int]] | None,
+    lengths: list[int],
+    labels: list[int] | None,
+    pad_id: int,
+    pad_to: int | None,
+    pin_memory: bool,
+) -> dict[str, Tensor]:
+    """Return one padded batch of the rows ``group``."""
+    import torch
+
+    width = pad_to if pad_to is not None else max(lengths[i] for i in group)
+    ids_t = torch.full((len(group), width), pad_id, dtype=torch.long)
+    mask_t = torch.zeros((len(group), width), dtype=torch.long)
+    types_t = torch.zeros((len(group), width), dtype=torch.long)
+    for row, i in enumerate(group):
+        n = lengths[i]
+        ids_t[row, :n] = torch.tensor(input_ids[i], dtype=torch.long)
+        mask_t[row, :n] = 1
+        if type_ids is not None:
+            types_t[row, :n] = torch.tensor(type_ids[i], dtype=torch.long)
+    batch: dict[str, Tensor] = {"input_ids": ids_t, "attention_mask": mask_t}
+    if type_ids is not None:
+        batch["token_type_ids"] = types_t
+    if labels is not None:
+        batch["labels"] = torch.tensor([labels[i] for i in group], dtype=torch.long)
+    if pin_memory:
+        batch = {k: v.pin_memory() for k, v in batch.items()}
+    return batch
 
 
 def _group(

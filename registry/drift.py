@@ -229,6 +229,7 @@ class DriftResult:
         }
 
 
+# long: the decision rule stays one piece beside the module docstring; make mutants mutates it whole
 def detect_drift(
     ref: ReferenceProfile,
     new: ReferenceProfile,

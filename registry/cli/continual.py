@@ -113,6 +113,7 @@ def drift(
         ctx.exit(DRIFT_EXIT)
 
 
+# long: a click command whose lines are mostly its --help text and the options handed on
 @click.command("update")
 @click.argument("task")
 @click.option("--data", "data", required=True, help="New data: a file, a folder or a Hub name.")

@@ -11,6 +11,7 @@ from ..serve.config import PRECISIONS, TOKEN_ENV, ServeConfig
 from .output import open_registry
 
 
+# long: a click command whose lines are mostly its --help text and the options handed on
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0: a free one).")

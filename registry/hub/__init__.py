@@ -45,7 +45,8 @@ the model card), :mod:`.push`, :mod:`.pull` (resolve, check, register in one tra
 server sends: commit ids, file names, JSON schemas, byte caps, pickles).
 """
 
-from .cards import build_metadata, model_card
+from .card_text import model_card
+from .cards import build_metadata
 from .common import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,

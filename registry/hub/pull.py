@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput
 from ..store import validate_name
+from .adapterhub import _stage_adapterhub_repo
 from .common import (
     REGISTRY_FILE,
     PullResult,
@@ -35,7 +36,6 @@ from .safety import (
     read_json,
 )
 from .stage import (
-    _stage_adapterhub_repo,
     _stage_registry_repo,
     _Staged,
     check_registry_header,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 _LOADING = threading.Lock()
 
 
+# long: the public API's docstring (arguments, every refusal) is half of it; the flow reads top down
 def pull(
     registry: Registry,
     spec: str,

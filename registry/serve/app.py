@@ -19,12 +19,10 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..data import Example
 from ..errors import (
     AlreadyExists,
     DatabaseError,
@@ -37,6 +35,15 @@ from .batcher import MicroBatcher
 from .config import ServeConfig
 from .metrics import ServeMetrics
 from .pool import ModelPool, Served, SwapEvent, Watcher
+from .requests import (
+    EXAMPLE_HINT,
+    ApiError,
+    PredictRequest,
+    PredictResponse,
+    _check_pair,
+    _examples,
+    _served_for,
+)
 
 _STATUS: list[tuple[type[RegistryError], int, str]] = [
     (NotFound, 404, "not_found"),
@@ -48,65 +55,9 @@ _STATUS: list[tuple[type[RegistryError], int, str]] = [
 
 log = logging.getLogger("registry.serve")
 
-EXAMPLE_HINT = (
-    'POST /v1/predict with JSON {"task": "sentiment", "text": "a fine film"} '
-    '(or "ref": "name@version"; "text" may be a list; pair tasks also take "text_b")'
-)
-
-
-class ApiError(Exception):
-    """A request the server refuses, with the status, a code and a hint."""
-
-    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.hint = hint
-
 
 def _error(status: int, code: str, message: str, hint: str | None) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, "hint": hint}, status_code=status)
-
-
-# ---------------------------------------------------------------------- request / response
-class PredictRequest(BaseModel):
-    """One text or a batch; a task (its served alias) or a REF."""
-
-    task: str | None = Field(None, description="Task name: answered by TASK:production.")
-    ref: str | None = Field(None, description="Any REF instead: name@version, name, id, T:A.")
-    text: str | list[str] = Field(..., description="One text, or a list of texts.")
-    text_b: str | list[str] | None = Field(
-        None, description="The second text of each pair (pair tasks only), same shape as text."
-    )
-
-    model_config = {
-        "json_schema_extra": {"examples": [{"task": "sentiment", "text": "a fine, warm film"}]}
-    }
-
-
-class ModelInfo(BaseModel):
-    """The version that answered."""
-
-    ref: str
-    id: str
-    kind: str
-    task: str
-    sha256: str
-
-
-class Prediction(BaseModel):
-    """The label with the highest score, and every label's probability."""
-
-    label: str
-    scores: dict[str, float]
-
-
-class PredictResponse(BaseModel):
-    """Predictions in input order, all from one model version."""
-
-    model: ModelInfo
-    predictions: list[Prediction]
 
 
 # ---------------------------------------------------------------------- auth + metrics (ASGI)
@@ -225,6 +176,20 @@ def create_app(
     app.state.config = config
     app.state.registry = registry
 
+    _add_error_handlers(app)
+    _add_model_routes(app, registry, config, pool, batcher, metrics)
+    _add_health_routes(app, pool, metrics, started_at)
+    _add_docs(app)
+    if config.ui:
+        from .ui import add_ui
+
+        add_ui(app, registry, pool, config)
+    return _wrap(app, metrics, config.token)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Answer every failure as JSON ``{error: {code, message, hint}}`` with its status."""
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
         return _error(err.status, err.code, err.message, err.hint)
@@ -264,6 +229,17 @@ def create_app(
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         hint = "See /docs for the endpoints." if err.status_code in (404, 405) else None
         return _error(err.status_code, "http_error", str(err.detail), hint)
+
+
+def _add_model_routes(
+    app: FastAPI,
+    registry: Any,
+    config: ServeConfig,
+    pool: ModelPool,
+    batcher: MicroBatcher,
+    metrics: ServeMetrics,
+) -> None:
+    """Add ``/v1/predict``, ``/v1/models`` and ``/v1/lineage/{ref}``."""
 
     # ------------------------------------------------------------------ predict
     @app.post(
@@ -321,6 +297,12 @@ def create_app(
         result: dict[str, Any] = await run_in_threadpool(read)
         return result
 
+
+def _add_health_routes(
+    app: FastAPI, pool: ModelPool, metrics: ServeMetrics, started_at: float
+) -> None:
+    """Add ``/health`` and ``/metrics``."""
+
     # ------------------------------------------------------------------ health, metrics, docs
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -346,13 +328,6 @@ def create_app(
         metrics.loaded.set(len(pool.loaded()))
         metrics.unloads.set(pool.unloads)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    _add_docs(app)
-    if config.ui:
-        from .ui import add_ui
-
-        add_ui(app, registry, pool, config)
-    return _wrap(app, metrics, config.token)
 
 
 def _wrap(app: FastAPI, metrics: ServeMetrics, token: str | None) -> FastAPI:
@@ -401,98 +376,3 @@ def _model_entry(
     if config.ui:
         data["ui"] = f"/ui/models/{entity.uid}"
     return data
-
-
-# ---------------------------------------------------------------------- request checks
-def _as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _examples(body: PredictRequest, config: ServeConfig) -> list[Example]:
-    if (body.task is None) == (body.ref is None):
-        raise ApiError(
-            422,
-            "invalid_request",
-            "Give exactly one of 'task' and 'ref'.",
-            EXAMPLE_HINT,
-        )
-    texts = _as_list(body.text)
-    if not texts:
-        raise ApiError(422, "empty_batch", "'text' is an empty list.", EXAMPLE_HINT)
-    if len(texts) > config.max_request_texts:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"{len(texts)} texts in one request; this server takes at most "
-            f"{config.max_request_texts}.",
-            f"Split the batch into requests of at most {config.max_request_texts} texts "
-            "(or start the server with a larger --max-request-texts).",
-        )
-    seconds: list[str | None]
-    if body.text_b is None:
-        seconds = [None] * len(texts)
-    else:
-        if isinstance(body.text_b, str) != isinstance(body.text, str):
-            raise ApiError(
-                422,
-                "pair_shape",
-                "'text' and 'text_b' must both be strings or both be lists.",
-                'Send {"text": "premise", "text_b": "hypothesis"} or two lists of equal length.',
-            )
-        seconds = list(_as_list(body.text_b))
-        if len(seconds) != len(texts):
-            raise ApiError(
-                422,
-                "pair_shape",
-                f"'text' has {len(texts)} items but 'text_b' has {len(seconds)}.",
-                "Give one text_b for each text.",
-            )
-    for i, (a, b) in enumerate(zip(texts, seconds, strict=True)):
-        for name, value in (("text", a), ("text_b", b)):
-            if value is None:
-                continue
-            where = f"{name}[{i}]" if isinstance(body.text, list) else name
-            if not value.strip():
-                raise ApiError(
-                    422, "empty_text", f"{where} is empty.", "Give some text to classify."
-                )
-            if len(value) > config.max_text_chars:
-                raise ApiError(
-                    413,
-                    "text_too_long",
-                    f"{where} has {len(value)} characters; the limit is {config.max_text_chars}.",
-                    "Shorten the text (it is cut to --max-length tokens anyway).",
-                )
-    return [Example(a, b, None) for a, b in zip(texts, seconds, strict=True)]
-
-
-async def _served_for(body: PredictRequest, pool: ModelPool) -> Served:
-    if body.task is not None:
-        return pool.for_task(body.task)
-    assert body.ref is not None
-    cached = _cached_ref(pool, body.ref)
-    if cached is not None:
-        return cached
-    served: Served = await run_in_threadpool(pool.resolve, body.ref)
-    return served
-
-
-def _cached_ref(pool: ModelPool, ref: str) -> Served | None:
-    """Answer ``name@version`` and ids from what is loaded, without a database read."""
-    for served in pool.loaded():
-        if ref in (served.entity.ref, served.entity.uid):
-            return served
-    return None
-
-
-def _check_pair(served: Served, examples: list[Example]) -> None:
-    pair = served.task.kind == "pair"
-    given = examples[0].text_b is not None
-    if pair != given:
-        want = "text pairs: give 'text_b' too" if pair else "single texts: leave out 'text_b'"
-        raise ApiError(
-            422,
-            "pair_shape",
-            f"{served.entity.ref} is for task {served.task.name!r}, which takes {want}.",
-            EXAMPLE_HINT,
-        )

@@ -53,6 +53,8 @@ class Registering(Catalog):
     """Publishing a version's files and registering them as the next version of a name."""
 
     # ------------------------------------------------------------------ registering
+    # long: one transaction: every row of a new version is written here, so its atomicity is visible
+    # in one place
     def register_adapter_version(
         self,
         *,
@@ -144,6 +146,8 @@ class Registering(Catalog):
         new_id = self._write(fn, is_conflict=_is_version_race)
         return self.get_adapter_version(new_id)
 
+    # long: one transaction: every row of a new fusion is written here, so its atomicity is visible
+    # in one place
     def register_fusion(
         self,
         *,
