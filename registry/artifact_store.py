@@ -115,7 +115,11 @@ def ensure_published(store: ArtifactBackend, sha256: str, source: Path | None) -
             hint="Run the command again.",
         )
     if store.put(source).sha256 != sha256:
-        raise IntegrityError(f"Artifact source changed while being stored: {source}")
+        raise IntegrityError(
+            f"Artifact source changed while being stored: {source}",
+            hint="Nothing was stored; run the command again once nothing else writes to that "
+            "folder.",
+        )
 
 
 def _hint(what: str) -> str:
@@ -232,10 +236,16 @@ class RemoteArtifactStore:
         re-verified). The writer's local cache gets a copy, so reading it back costs no download.
         """
         if not source.is_dir():
-            raise InvalidInput(f"Artifact source is not a folder: {source}")
+            raise InvalidInput(
+                f"Artifact source is not a folder: {source}",
+                hint="Give the folder a save wrote (one adapter or fusion).",
+            )
         entries = _listing(source)
         if not entries:
-            raise InvalidInput(f"Artifact source folder is empty: {source}")
+            raise InvalidInput(
+                f"Artifact source folder is empty: {source}",
+                hint="Give the folder a save wrote (one adapter or fusion); it has no files.",
+            )
         digest = tree_digest(entries)
         size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
         self.touch(digest)  # before the existence check: a gc from now on keeps it
@@ -254,7 +264,10 @@ class RemoteArtifactStore:
             for entry in entries:  # what landed is what was hashed
                 rel = str(entry["path"])
                 if self._remote_sha256(f"{stage}/{rel}") != entry["sha256"]:
-                    raise IntegrityError(f"Artifact source changed while being stored: {source}")
+                    raise IntegrityError(
+                        f"Artifact source changed while being stored: {source}",
+                        hint="Nothing was stored; run the command again.",
+                    )
             for entry in entries:
                 rel = str(entry["path"])
                 self._call("publishing", fs.copy, f"{stage}/{rel}", f"{final}/{rel}")
@@ -336,7 +349,10 @@ class RemoteArtifactStore:
             for entry, rel in zip(recorded, paths, strict=True):
                 parts = PurePosixPath(rel).parts
                 if rel.startswith("/") or ".." in parts or not parts:
-                    raise IntegrityError(f"The manifest of {what} names an unsafe path: {rel!r}")
+                    raise IntegrityError(
+                        f"The manifest of {what} names an unsafe path: {rel!r}",
+                        hint="The stored artifact is damaged. Run: adapter-registry verify",
+                    )
                 key = f"{final}/{rel}"
                 dst = tmp.joinpath(*parts)
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +380,10 @@ class RemoteArtifactStore:
                 except IntegrityError:
                     self.cache.remove(sha256)
             if self.cache.put(tmp).sha256 != sha256:  # pragma: no cover - checked file by file
-                raise IntegrityError(f"The files of {what} do not match its id.")
+                raise IntegrityError(
+                    f"The files of {what} do not match its id.",
+                    hint="The stored artifact is damaged. Run: adapter-registry verify",
+                )
 
     def _url(self, key: str) -> str:
         _ = self.fs  # resolves the root

@@ -102,7 +102,10 @@ class ArtifactStore:
     def path_for(self, sha256: str) -> Path:
         """Return where the artifact with this id lives (it may not exist)."""
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise InvalidInput(f"Not an artifact id: {sha256!r}")
+            raise InvalidInput(
+                f"Not an artifact id: {sha256!r}",
+                hint="An artifact id is 64 hex characters. Run: adapter-registry verify --json",
+            )
         return self.root / sha256[:2] / sha256
 
     def put(self, source: Path) -> StoredArtifact:
@@ -111,10 +114,16 @@ class ArtifactStore:
         Storing the same content twice returns the existing artifact.
         """
         if not source.is_dir():
-            raise InvalidInput(f"Artifact source is not a folder: {source}")
+            raise InvalidInput(
+                f"Artifact source is not a folder: {source}",
+                hint="Give the folder a save wrote (one adapter or fusion).",
+            )
         entries = _listing(source)
         if not entries:
-            raise InvalidInput(f"Artifact source folder is empty: {source}")
+            raise InvalidInput(
+                f"Artifact source folder is empty: {source}",
+                hint="Give the folder a save wrote (one adapter or fusion); it has no files.",
+            )
         digest = tree_digest(entries)
         size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
         final = self.path_for(digest)
@@ -137,7 +146,10 @@ class ArtifactStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 if file_listing_digest(tmp) != digest:  # the source changed under us
-                    raise IntegrityError(f"Artifact source changed while being stored: {source}")
+                    raise IntegrityError(
+                        f"Artifact source changed while being stored: {source}",
+                        hint="Nothing was stored; run the command again.",
+                    )
                 _make_read_only(tmp)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -281,7 +293,10 @@ class ArtifactStore:
         """Delete a leftover that :meth:`leftovers` listed."""
         path = Path(location)
         if path.parent != self.root / "tmp":
-            raise InvalidInput(f"Not a leftover of this artifact store: {location}")
+            raise InvalidInput(
+                f"Not a leftover of this artifact store: {location}",
+                hint="List the leftovers with: adapter-registry gc --dry-run",
+            )
         _remove_tree(path)
 
     def remove(self, sha256: str) -> int:

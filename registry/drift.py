@@ -252,7 +252,10 @@ def detect_drift(
         coverage_margin: allowed drop of vocabulary coverage below its expected value.
     """
     if not 0.0 < alpha < 1.0:
-        raise InvalidInput(f"alpha must be in (0, 1), got {alpha}")
+        raise InvalidInput(
+            f"alpha must be in (0, 1), got {alpha}",
+            hint="Pick a level in (0, 1): adapter-registry drift TASK --data SPEC --alpha 0.05",
+        )
     if (
         ref.base_model_revision is not None
         and new.base_model_revision is not None

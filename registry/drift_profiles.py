@@ -113,7 +113,10 @@ class TextProfile:
                 n_types=int(d["n_types"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"not a text profile: {exc!r}") from exc
+            raise InvalidInput(
+                f"not a text profile: {exc!r}",
+                hint="The profile is damaged. Run: adapter-registry verify",
+            ) from exc
 
 
 def text_profile(
@@ -136,9 +139,12 @@ def text_profile(
         seed: seeds the length subsample.
     """
     if len(texts) != len(token_ids):
-        raise InvalidInput(f"{len(texts)} texts but {len(token_ids)} token id lists")
+        raise InvalidInput(
+            f"{len(texts)} texts but {len(token_ids)} token id lists",
+            hint="Tokenise exactly the profiled texts: one token id list per text.",
+        )
     if not texts:
-        raise InvalidInput("cannot profile an empty text sample")
+        raise InvalidInput("cannot profile an empty text sample", hint="Profile at least one text.")
     lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
     counter: Counter[int] = Counter()
     for ids in token_ids:
@@ -196,7 +202,10 @@ class ReferenceProfile:
         if emb.ndim == 1 and emb.size == 0:
             emb = emb.reshape(0, 0)
         if emb.ndim != 2:
-            raise InvalidInput(f"embeddings must be 2-D (rows × hidden), got shape {emb.shape}")
+            raise InvalidInput(
+                f"embeddings must be 2-D (rows × hidden), got shape {emb.shape}",
+                hint="Pass mean-pooled embeddings, rows x hidden (registry.drift.mean_pool).",
+            )
         self.embeddings = emb
         if self.label_counts is not None:
             self.label_counts = _check_counts(self.label_counts, "label_counts")
@@ -258,13 +267,19 @@ class ReferenceProfile:
         except (TypeError, ValueError) as exc:
             if isinstance(exc, InvalidInput):
                 raise
-            raise InvalidInput(f"not a reference profile: {exc!r}") from exc
+            raise InvalidInput(
+                f"not a reference profile: {exc!r}",
+                hint="The profile is damaged. Run: adapter-registry verify",
+            ) from exc
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ReferenceProfile:
         """Build a profile from :meth:`to_dict` output."""
         if "embeddings" not in d:
-            raise InvalidInput("not a reference profile: no 'embeddings'")
+            raise InvalidInput(
+                "not a reference profile: no 'embeddings'",
+                hint="The profile is damaged. Run: adapter-registry verify",
+            )
         shape = tuple(int(s) for s in d.get("embedding_shape", ()))
         emb = np.asarray(d["embeddings"], dtype=np.float32)
         if shape:
@@ -285,13 +300,19 @@ class ReferenceProfile:
         """Read a profile written by :meth:`save`."""
         p = Path(path)
         if not p.is_file():
-            raise InvalidInput(f"reference profile file not found: {p}")
+            raise InvalidInput(
+                f"reference profile file not found: {p}",
+                hint="Run: adapter-registry verify (a profile is stored with its adapter version)",
+            )
         try:
             with np.load(p, allow_pickle=False) as npz:
                 embeddings = np.array(npz["embeddings"])
                 meta = json.loads(str(npz["meta_json"][()]))
         except (OSError, ValueError, KeyError) as exc:
-            raise InvalidInput(f"{p} is not a reference profile file: {exc}") from exc
+            raise InvalidInput(
+                f"{p} is not a reference profile file: {exc}",
+                hint="Run: adapter-registry verify (a profile is stored with its adapter version)",
+            ) from exc
         return cls._from_meta(meta, embeddings)
 
 
@@ -312,7 +333,8 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     if hidden.dim() != 3 or attention_mask.shape != hidden.shape[:2]:
         raise InvalidInput(
             f"expected hidden [batch, tokens, dim] and mask [batch, tokens], "
-            f"got {tuple(hidden.shape)} and {tuple(attention_mask.shape)}"
+            f"got {tuple(hidden.shape)} and {tuple(attention_mask.shape)}",
+            hint="Pass the encoder's last hidden states and the batch's attention mask.",
         )
     mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
     summed = (hidden * mask).sum(dim=1)

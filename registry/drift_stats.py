@@ -65,9 +65,15 @@ def _as_matrix(a: npt.ArrayLike, name: str) -> FloatArray:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise InvalidInput(f"{name} must be a 2-D array (rows × features), got shape {arr.shape}")
+        raise InvalidInput(
+            f"{name} must be a 2-D array (rows × features), got shape {arr.shape}",
+            hint="Pass the embeddings as rows x features.",
+        )
     if not np.all(np.isfinite(arr)):
-        raise InvalidInput(f"{name} contains NaN or infinite values")
+        raise InvalidInput(
+            f"{name} contains NaN or infinite values",
+            hint="Check the encoder's weights: adapter-registry verify",
+        )
     return arr
 
 
@@ -147,15 +153,24 @@ def mmd_permutation_test(
             hint="embed both samples with the same base model",
         )
     if n_permutations < 0:
-        raise InvalidInput(f"n_permutations must be >= 0, got {n_permutations}")
+        raise InvalidInput(
+            f"n_permutations must be >= 0, got {n_permutations}",
+            hint="e.g. adapter-registry drift TASK --data SPEC --permutations 500",
+        )
     if max_samples < 2:
-        raise InvalidInput(f"max_samples must be >= 2, got {max_samples}")
+        raise InvalidInput(
+            f"max_samples must be >= 2, got {max_samples}",
+            hint="Subsample at least 2 rows a side (the default is 500).",
+        )
     rng = np.random.default_rng(seed)
     xa = _subsample(xa, max_samples, rng)
     ya = _subsample(ya, max_samples, rng)
     n, m = xa.shape[0], ya.shape[0]
     if n < 2 or m < 2:
-        raise InvalidInput(f"MMD needs at least 2 rows on each side, got {n} and {m}")
+        raise InvalidInput(
+            f"MMD needs at least 2 rows on each side, got {n} and {m}",
+            hint="Give 2 rows or more a side: adapter-registry drift TASK --data SPEC",
+        )
 
     pooled = np.concatenate([xa, ya], axis=0)
     d2 = _squared_distances(pooled)
@@ -231,7 +246,10 @@ def _check_counts(counts: Mapping[str, int], name: str) -> dict[str, int]:
     for label, c in counts.items():
         value = int(c)
         if value != c or value < 0:
-            raise InvalidInput(f"{name}[{label!r}] must be a non-negative integer, got {c!r}")
+            raise InvalidInput(
+                f"{name}[{label!r}] must be a non-negative integer, got {c!r}",
+                hint="Give label counts as label -> non-negative integer.",
+            )
         out[str(label)] = value
     return out
 
@@ -247,7 +265,10 @@ def label_shift_test(
     ref = _check_counts(ref_counts, "ref_counts")
     new = _check_counts(new_counts, "new_counts")
     if sum(ref.values()) == 0 or sum(new.values()) == 0:
-        raise InvalidInput("label_shift_test needs at least one labelled row on each side")
+        raise InvalidInput(
+            "label_shift_test needs at least one labelled row on each side",
+            hint="Compare labelled data on both sides, or leave the label test out.",
+        )
     labels = sorted(set(ref) | set(new))
     counts = {lab: (ref.get(lab, 0), new.get(lab, 0)) for lab in labels}
     occurring = [lab for lab in labels if sum(counts[lab]) > 0]

@@ -41,9 +41,12 @@ def _pair(y_true: Sequence[Hashable], y_pred: Sequence[Hashable]) -> tuple[list[
     t = [_plain(v) for v in y_true]
     p = [_plain(v) for v in y_pred]
     if len(t) != len(p):
-        raise InvalidInput(f"y_true has {len(t)} labels but y_pred has {len(p)}")
+        raise InvalidInput(
+            f"y_true has {len(t)} labels but y_pred has {len(p)}",
+            hint="Pass one prediction per true label.",
+        )
     if not t:
-        raise InvalidInput("cannot score an empty prediction set")
+        raise InvalidInput("cannot score an empty prediction set", hint="Score at least one row.")
     return t, p
 
 
@@ -98,7 +101,10 @@ def macro_f1(
     labs = [_plain(v) for v in labels] if labels is not None else _sorted_labels(t + p)
     scores = [f for f in _per_class_f1(t, p, labs).values() if f is not None]
     if not scores:
-        raise InvalidInput("none of the given labels occur in y_true or y_pred")
+        raise InvalidInput(
+            "none of the given labels occur in y_true or y_pred",
+            hint="Pass the label names that adapter-registry show REF lists.",
+        )
     return float(sum(scores) / len(scores))
 
 
@@ -121,7 +127,10 @@ def confusion_matrix(
     for a, b in zip(t, p, strict=True):
         if a not in index or b not in index:
             missing = a if a not in index else b
-            raise InvalidInput(f"label {missing!r} is not one of {labs}")
+            raise InvalidInput(
+                f"label {missing!r} is not one of {labs}",
+                hint="Pass every label that occurs; adapter-registry show REF lists them.",
+            )
         out[index[a], index[b]] += 1
     return out
 
@@ -135,12 +144,18 @@ def _to_names(values: Sequence[Hashable], label_names: Sequence[str], what: str)
         v = _plain(raw)
         if isinstance(v, str):
             if v not in known:
-                raise InvalidInput(f"{what} has label {v!r}, not one of {names}")
+                raise InvalidInput(
+                    f"{what} has label {v!r}, not one of {names}",
+                    hint="Use the label names or class ids that adapter-registry show REF lists.",
+                )
             out.append(v)
         elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(names):
             out.append(names[v])
         else:
-            raise InvalidInput(f"{what} has label {v!r}: expected a class id 0..{len(names) - 1}")
+            raise InvalidInput(
+                f"{what} has label {v!r}: expected a class id 0..{len(names) - 1}",
+                hint="Use the label names or class ids that adapter-registry show REF lists.",
+            )
     return out
 
 
@@ -153,7 +168,10 @@ def classification_metrics(
     present and never predicted gets no ``f1/`` key and is left out of the macro average.
     """
     if not label_names:
-        raise InvalidInput("label_names is empty")
+        raise InvalidInput(
+            "label_names is empty",
+            hint="Pass the label names that adapter-registry show REF lists.",
+        )
     t = _to_names(y_true, label_names, "y_true")
     p = _to_names(y_pred, label_names, "y_pred")
     t, p = _pair(t, p)
@@ -205,24 +223,37 @@ class AccuracyMatrix:
     ) -> None:
         arr = np.array(values, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] == 0:
-            raise InvalidInput(f"accuracy matrix must be 2-D with >= 1 step, got {arr.shape}")
+            raise InvalidInput(
+                f"accuracy matrix must be 2-D with >= 1 step, got {arr.shape}",
+                hint="Give one row per step and one column per task, accuracies in [0, 1].",
+            )
         n_steps, n_tasks = arr.shape
         if n_tasks < n_steps:
             raise InvalidInput(
-                f"{n_steps} steps but only {n_tasks} tasks: step i must learn task i"
+                f"{n_steps} steps but only {n_tasks} tasks: step i must learn task i",
+                hint="Give one row per step and one column per task, accuracies in [0, 1].",
             )
         finite = arr[np.isfinite(arr)]
         if finite.size and (finite.min() < 0.0 or finite.max() > 1.0):
-            raise InvalidInput("accuracies must lie in [0, 1]")
+            raise InvalidInput(
+                "accuracies must lie in [0, 1]",
+                hint="Give one row per step and one column per task, accuracies in [0, 1].",
+            )
         self.values: npt.NDArray[np.float64] = arr
         self.task_names = (
             list(task_names) if task_names is not None else [f"task{j}" for j in range(n_tasks)]
         )
         if len(self.task_names) != n_tasks:
-            raise InvalidInput(f"{len(self.task_names)} task names for {n_tasks} columns")
+            raise InvalidInput(
+                f"{len(self.task_names)} task names for {n_tasks} columns",
+                hint="Give one row per step and one column per task, accuracies in [0, 1].",
+            )
         self.step_names = list(step_names) if step_names is not None else self.task_names[:n_steps]
         if len(self.step_names) != n_steps:
-            raise InvalidInput(f"{len(self.step_names)} step names for {n_steps} rows")
+            raise InvalidInput(
+                f"{len(self.step_names)} step names for {n_steps} rows",
+                hint="Give one row per step and one column per task, accuracies in [0, 1].",
+            )
 
     @classmethod
     def from_entries(
@@ -237,7 +268,10 @@ class AccuracyMatrix:
         arr = np.full((steps, len(task_names)), np.nan)
         for step, task, acc in items:
             if not (0 <= step < steps and 0 <= task < len(task_names)):
-                raise InvalidInput(f"entry ({step}, {task}) is outside {steps} × {len(task_names)}")
+                raise InvalidInput(
+                    f"entry ({step}, {task}) is outside {steps} × {len(task_names)}",
+                    hint="Give (step, task, accuracy) entries inside the matrix.",
+                )
             arr[step, task] = acc
         return cls(arr, task_names)
 
@@ -299,7 +333,8 @@ class AccuracyMatrix:
         t = self.n_steps
         if len(baseline) < self.values.shape[1]:
             raise InvalidInput(
-                f"baseline has {len(baseline)} values for {self.values.shape[1]} tasks"
+                f"baseline has {len(baseline)} values for {self.values.shape[1]} tasks",
+                hint="Give one baseline accuracy per task.",
             )
         diffs = [
             self.values[j - 1, j] - baseline[j]
@@ -327,7 +362,10 @@ class AccuracyMatrix:
             values = [[math.nan if v is None else float(v) for v in row] for row in d["values"]]
             return cls(values, d.get("tasks"), d.get("steps"))
         except (KeyError, TypeError) as exc:
-            raise InvalidInput(f"not an accuracy matrix: {exc!r}") from exc
+            raise InvalidInput(
+                f"not an accuracy matrix: {exc!r}",
+                hint="Rewrite it from its run: python -m benchmarks.run",
+            ) from exc
 
     def to_markdown(self) -> str:
         """Return a Markdown table (rows: after step, columns: tasks) and the summary lines."""
@@ -450,9 +488,15 @@ def plot_attention_png(
     """
     arr = np.asarray(weights, dtype=np.float64)
     if arr.ndim != 2:
-        raise InvalidInput(f"attention weights must be layers × members, got shape {arr.shape}")
+        raise InvalidInput(
+            f"attention weights must be layers × members, got shape {arr.shape}",
+            hint="Pass the fusion attention as layers x members with one name per member.",
+        )
     if arr.shape[1] != len(member_names):
-        raise InvalidInput(f"{arr.shape[1]} weight columns but {len(member_names)} member names")
+        raise InvalidInput(
+            f"{arr.shape[1]} weight columns but {len(member_names)} member names",
+            hint="Pass the fusion attention as layers x members with one name per member.",
+        )
     finite = arr[np.isfinite(arr)]
     lo = float(finite.min()) if finite.size else 0.0
     hi = float(finite.max()) if finite.size else 1.0
