@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 
 def jsonable(value: Any) -> Any:
@@ -20,6 +22,49 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+class FrozenDict(dict[str, Any]):
+    """A mapping that refuses changes: what entities hold instead of a dict.
+
+    Still a ``dict`` to ``json``, SQLAlchemy's JSON columns and ``==``, so records serialise and
+    compare as before; every change in place raises ``TypeError``. Copy it to edit:
+    ``dict(version.config)``.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise TypeError("An entity's mapping is read-only; copy it first: dict(value).")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return FrozenDict(copy.deepcopy(dict(self), memo))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+def frozen(value: Any) -> Any:
+    """Return ``value`` with every mapping a :class:`FrozenDict` and every list a tuple, deeply."""
+    if isinstance(value, FrozenDict):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def _freeze(record: Any, *names: str) -> None:
+    """Freeze the named fields of a frozen dataclass in place (from ``__post_init__``)."""
+    for name in names:
+        object.__setattr__(record, name, frozen(getattr(record, name)))
 
 
 class _Record:
@@ -70,8 +115,11 @@ class Dataset(_Record):
     split: str
     row_count: int
     fingerprint: str
-    label_distribution: dict[str, int]
+    label_distribution: Mapping[str, int]
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        _freeze(self, "label_distribution")
 
 
 @dataclass(frozen=True)
@@ -80,13 +128,16 @@ class TrainingRun(_Record):
 
     id: int
     kind: str
-    hyperparams: dict[str, Any]
+    hyperparams: Mapping[str, Any]
     seed: int | None
-    library_versions: dict[str, str]
+    library_versions: Mapping[str, str]
     wall_time_s: float | None
     tokens_per_s: float | None
     device: str | None
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        _freeze(self, "hyperparams", "library_versions")
 
 
 @dataclass(frozen=True)
@@ -100,7 +151,7 @@ class AdapterVersion(_Record):
     task_id: int
     base_model_id: int
     method: str
-    config: dict[str, Any]
+    config: Mapping[str, Any]
     config_hash: str
     artifact_sha256: str
     artifact_size: int
@@ -110,6 +161,9 @@ class AdapterVersion(_Record):
     status: str
     created_at: datetime
     kind: Literal["adapter"] = "adapter"
+
+    def __post_init__(self) -> None:
+        _freeze(self, "config")
 
     @property
     def ref(self) -> str:
@@ -132,8 +186,8 @@ class Fusion(_Record):
     task: str
     task_id: int
     base_model_id: int
-    config: dict[str, Any]
-    head: dict[str, Any]
+    config: Mapping[str, Any]
+    head: Mapping[str, Any]
     members: tuple[str, ...]
     member_ids: tuple[int, ...]
     artifact_sha256: str
@@ -143,6 +197,9 @@ class Fusion(_Record):
     status: str
     created_at: datetime
     kind: Literal["fusion"] = "fusion"
+
+    def __post_init__(self) -> None:
+        _freeze(self, "config", "head")
 
     @property
     def ref(self) -> str:
@@ -195,9 +252,12 @@ class DriftReport(_Record):
     reference_adapter_version_id: int | None
     new_dataset_id: int | None
     alpha: float
-    tests: tuple[dict[str, Any], ...]
+    tests: tuple[Mapping[str, Any], ...]
     drift: bool
     created_at: datetime
+
+    def __post_init__(self) -> None:
+        _freeze(self, "tests")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def _scrub(value: Any) -> Any:
     """Return ``value`` with every absolute-path string cut to its last part (JSON-like data)."""
     if isinstance(value, str):
         return portable(value) if _ABSOLUTE.match(value) and "\n" not in value else value
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
