@@ -22,14 +22,23 @@ from .configs import FuseConfig
 from .data import DataBundle, Example, check_labels, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
 from .distributed import from_main, is_main
-from .errors import AlreadyExists, Interrupted, InvalidInput, NotFound
+from .errors import AlreadyExists, InvalidInput, NotFound
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .layout import BOTTLENECK_METHODS, FUSION_HEAD
 from .layout import read_manifest as read_manifest
 from .progress import bar
-from .recording import TaskSchema, check_task, evaluation_metrics, training_run, verify_untouched
+from .recording import (
+    TaskSchema,
+    check_task,
+    evaluation_metrics,
+    interrupted,
+    register_as_one,
+    training_run,
+    verify_untouched,
+)
 from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
+from .store.commits import committed_writes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -277,7 +286,7 @@ def fuse(
     Raises:
         InvalidInput, NotFound, AlreadyExists: the request was refused before any model loaded.
         IntegrityError: a member or earlier artifact changed (should never happen).
-        Interrupted: Ctrl-C; nothing is registered.
+        Interrupted: Ctrl-C; the message says whether the version was registered.
     """
     plan = plan_fusion(
         registry,
@@ -295,19 +304,17 @@ def fuse(
     earlier = registry.referenced_artifacts() if main else None
     set_threads(plan.config.threads)
     device = pick_device(plan.config.device)
+    before = committed_writes()
+    mine = None
     try:
         fusion, metrics, result = _fuse_and_register(registry, plan, device, progress, lineage)
+        if fusion is not None and earlier is not None:
+            for member in plan.members:
+                registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
+            verified = verify_untouched(registry, earlier)
+            mine = FuseOutcome(fusion, metrics, result, len(plan.members), verified)
     except KeyboardInterrupt as err:
-        raise Interrupted(
-            "Fusion training was interrupted: nothing was registered.",
-            hint="Run the same command again to start over.",
-        ) from err
-    mine = None
-    if fusion is not None and earlier is not None:
-        for member in plan.members:
-            registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
-        verified = verify_untouched(registry, earlier)
-        mine = FuseOutcome(fusion, metrics, result, len(plan.members), verified)
+        raise interrupted("Fusion training", plan.name, before) from err
     # Under torchrun only rank 0 registered: every rank returns what it registered.
     outcome = from_main(mine)
     assert outcome is not None
@@ -340,10 +347,14 @@ def _fuse_and_register(
         art = Path(tmp) / "fusion"
         backbone.save_fusion(names, art, FUSION_HEAD)
         write_manifest(art, plan, names, fusion_config, cfg)
-        fusion = _register(
-            registry, plan, fusion_config, art, backbone.count_parameters(), result, metrics,
-            device, lineage,
-        )  # fmt: skip
+        trainable = backbone.count_parameters()
+        fusion = register_as_one(
+            registry,
+            lambda: _register(
+                registry, plan, fusion_config, art, trainable, result, metrics, device, lineage
+            ),
+            [art],
+        )
     return fusion, metrics, result
 
 

@@ -9,9 +9,12 @@ artifact changed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import entities as E
 from .data import (
@@ -22,13 +25,21 @@ from .data import (
     infer_label_names,
     label_distribution,
 )
-from .errors import InvalidInput, NotFound
+from .errors import Interrupted, InvalidInput, NotFound, RegistryError
 from .fitting import FitResult
 from .runtime import library_versions
 from .store import MetricIn, Registry, TrainingRunIn
+from .store.commits import committed_writes
+
+T = TypeVar("T")
+
 
 if TYPE_CHECKING:
     from .backbone import BaseInfo
+
+
+class MissingArtifactNote(UserWarning):
+    """An artifact a row points at was gone when training re-checked the earlier ones."""
 
 
 @dataclass(frozen=True)
@@ -168,14 +179,78 @@ def training_run(
 
 
 def verify_untouched(registry: Registry, earlier: dict[str, str]) -> int:
-    """Re-hash every artifact that existed before training; raise if any byte changed.
+    """Re-hash every artifact that existed before training; return how many were re-verified.
+
+    One that is gone is not counted: when a row still points at it, that is damage, said as a
+    :class:`MissingArtifactNote` naming it (``verify`` reports it too); when no row does any
+    more, it was deleted meanwhile, which is not ours to report.
 
     Raises:
         IntegrityError: an earlier artifact's bytes differ from its sha256.
     """
+    verified = 0
+    gone: list[str] = []
     for sha, what in earlier.items():
         try:
             registry.artifacts.verify(sha, what)
         except NotFound:
-            continue  # removed by someone else meanwhile; verify reports it, not our doing
-    return len(earlier)
+            gone.append(sha)
+            continue
+        verified += 1
+    if gone:
+        still = registry.referenced_artifacts()
+        missing = [earlier[sha] for sha in gone if sha in still]
+        if missing:
+            warnings.warn(
+                MissingArtifactNote(
+                    f"{len(missing)} earlier artifact(s) are missing: {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''}. Run: adapter-registry verify"
+                ),
+                stacklevel=2,
+            )
+    return verified
+
+
+def register_as_one(registry: Registry, write: Callable[[], T], folders: Sequence[Path]) -> T:
+    """Record everything of one command (base model, task, snapshots, the version and its rows)
+    in one transaction: all of it commits, or none of it (#16 finding 9).
+
+    ``folders``: the artifacts ``write`` publishes. Those that were not in the store before and
+    that no row points at after a failure are removed again, so a failed command leaves neither
+    rows nor files behind.
+    """
+    from sqlalchemy import exc
+
+    from .artifacts import file_listing_digest
+
+    new = [
+        digest
+        for digest in dict.fromkeys(file_listing_digest(f) for f in folders)
+        if not registry.artifacts.exists(digest)
+    ]
+    try:
+        return registry.transaction(
+            lambda _session: write(), is_conflict=lambda e: isinstance(e, exc.IntegrityError)
+        )
+    except BaseException:
+        with contextlib.suppress(RegistryError, OSError):
+            referenced = registry.referenced_artifacts()
+            for digest in new:
+                if digest not in referenced:
+                    registry.artifacts.remove(digest)
+        raise
+
+
+def interrupted(what: str, name: str, before: int) -> Interrupted:
+    """Return the error for a Ctrl-C during training: whether ``name`` was registered or not
+    (a commit since ``before``, the figure of :func:`committed_writes` at the start)."""
+    if committed_writes() == before:
+        return Interrupted(
+            f"{what} was interrupted: nothing was registered.",
+            hint="Run the same command again to start over.",
+        )
+    return Interrupted(
+        f"{what} was interrupted after {name} was registered: the new version is complete, "
+        "but the re-check of the earlier artifacts did not finish.",
+        hint=f"Check them: adapter-registry verify (and see it: adapter-registry show {name})",
+    )

@@ -18,7 +18,7 @@ from .configs import TrainConfig
 from .data import DataBundle, check_labels, fingerprint, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
 from .distributed import from_main, is_main, joined
-from .errors import Interrupted, InvalidInput
+from .errors import InvalidInput
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .fitting import evaluate_batches as evaluate_batches
 from .fitting import fit as fit
@@ -27,12 +27,15 @@ from .recording import (
     check_task,
     ensure_base_row,
     evaluation_metrics,
+    interrupted,
+    register_as_one,
     same_base,
     training_run,
     verify_untouched,
 )
 from .runtime import pick_device, resolve_config, seed_everything, set_threads
 from .store import EdgeIn, Registry, validate_name
+from .store.commits import committed_writes
 
 if TYPE_CHECKING:
     from .backbone import Backbone, BaseInfo
@@ -193,7 +196,7 @@ def train(
 
     Raises:
         InvalidInput: bad data, labels, base model, or hyper-parameters (before any training).
-        Interrupted: Ctrl-C; nothing is registered.
+        Interrupted: Ctrl-C; the message says whether the version was registered.
     """
     plan = plan_training(
         registry,
@@ -215,14 +218,12 @@ def train(
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
+    before = committed_writes()
     try:
         version, metrics, result = _train_and_register(registry, plan, device, progress)
+        verified = verify_untouched(registry, earlier) if earlier and version else 0
     except KeyboardInterrupt as err:
-        raise Interrupted(
-            "Training was interrupted: nothing was registered.",
-            hint="Run the same command again to start over.",
-        ) from err
-    verified = verify_untouched(registry, earlier) if earlier is not None else 0
+        raise interrupted("Training", plan.name, before) from err
     mine = TrainOutcome(version, metrics, result, verified) if version is not None else None
     # Under torchrun only rank 0 registered: every rank returns what it registered.
     outcome = from_main(mine)
@@ -267,10 +268,14 @@ def _train_and_register(
         art = Path(tmp) / "adapter"
         backbone.save_adapter(MODULE, art)
         prof_dir = save_profile(profile, Path(tmp) / "profile")
-        version = _register(
-            registry, plan, adapter_config, art, prof_dir, backbone.count_parameters(), result,
-            metrics, device,
-        )  # fmt: skip
+        trainable = backbone.count_parameters()
+        version = register_as_one(
+            registry,
+            lambda: _register(
+                registry, plan, adapter_config, art, prof_dir, trainable, result, metrics, device
+            ),
+            [art, prof_dir],
+        )
     return version, metrics, result
 
 

@@ -23,6 +23,7 @@ import click
 from .. import __version__
 from ..errors import RegistryError
 from ..settings import debug_enabled
+from ..store.commits import committed_writes
 from . import admin, bases, browse, continual, fusing, hub, serve, training
 
 
@@ -42,6 +43,7 @@ class RegistryGroup(click.Group):
     """A click group whose commands report RegistryErrors without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        before = committed_writes()
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_note
@@ -51,7 +53,15 @@ class RegistryGroup(click.Group):
                 traceback.print_exc()
             raise CliError(err) from err
         except KeyboardInterrupt as err:
-            click.echo("Interrupted: nothing was registered.", err=True)
+            if committed_writes() == before:
+                click.echo("Interrupted: nothing was registered.", err=True)
+            else:  # the interrupt came after a commit: say so, not "nothing" (#16 finding 10)
+                click.echo(
+                    "Interrupted after the registry recorded this command's changes: they are "
+                    "complete (each commit is all or nothing).\n"
+                    "Hint: See what is there: adapter-registry list",
+                    err=True,
+                )
             raise click.exceptions.Exit(130) from err
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ..artifact_store import open_artifact_store
 from ..db import Database, translate_db_error, with_retries
 from ..settings import Settings
+from .commits import _committed
 
 T = TypeVar("T")
 
@@ -44,9 +45,11 @@ class Plumbing:
             with self.db.raw_session() as session:
                 self._joined.session = session
                 try:
-                    return fn(session)
+                    out = fn(session)
                 finally:
                     self._joined.session = None
+            _committed()
+            return out
 
         if getattr(self._joined, "session", None) is not None:
             return fn(self._joined.session)
@@ -67,7 +70,9 @@ class Plumbing:
 
         def attempt() -> T:
             with self.db.raw_session() as session:
-                return fn(session)
+                out = fn(session)
+            _committed()
+            return out
 
         try:
             return with_retries(attempt, is_conflict=is_conflict)
