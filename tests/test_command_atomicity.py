@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import text
 
 from registry import recording, trainer
-from registry.errors import InvalidInput
+from registry.errors import IntegrityError, InvalidInput
 from registry.fitting import FitResult
 from registry.store import Registry
 from tests._util import add_version, make_artifact, seed_task, sentiment_data
@@ -84,6 +84,12 @@ def test_the_recheck_counts_only_what_it_reverified(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert recording.verify_untouched(reg, {**still, "f" * 64: "adapter gone@1"}) == 2
+    # And a changed byte in an earlier artifact stops it: the re-check really re-hashes.
+    target = reg.artifacts.path_for(versions[2].artifact_sha256) / "weights.bin"
+    os.chmod(target, 0o644)
+    target.write_bytes(b"changed" + target.read_bytes()[7:])
+    with pytest.raises(IntegrityError, match="books@3"):
+        recording.verify_untouched(reg, still)
 
 
 CHILD_ARGS = ["--no-progress", "--epochs", "1", "--batch-size", "16", "--max-length", "32"]
