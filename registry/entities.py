@@ -50,13 +50,41 @@ class FrozenDict(dict[str, Any]):
         return (FrozenDict, (dict(self),))
 
 
+class FrozenList(list[Any]):
+    """A sequence that refuses changes: the lists inside an entity's mappings.
+
+    Still a ``list`` to ``json``, ``==`` and ``isinstance`` (a recorded ``[0, 1]`` still equals
+    ``[0, 1]``); every change in place raises ``TypeError``. Copy it to edit: ``list(value)``.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise TypeError("An entity's list is read-only; copy it first: list(value).")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
+        return FrozenList(copy.deepcopy(list(self), memo))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+
 def frozen(value: Any) -> Any:
-    """Return ``value`` with every mapping a :class:`FrozenDict` and every list a tuple, deeply."""
-    if isinstance(value, FrozenDict):
+    """Return ``value`` with every mapping a :class:`FrozenDict` and every list a
+    :class:`FrozenList`, deeply (tuples stay tuples, their items frozen)."""
+    if isinstance(value, FrozenDict | FrozenList):
         return value
     if isinstance(value, Mapping):
         return FrozenDict({k: frozen(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
+    if isinstance(value, list):
+        return FrozenList(frozen(v) for v in value)
+    if isinstance(value, tuple):
         return tuple(frozen(v) for v in value)
     return value
 

@@ -1,4 +1,4 @@
-"""Entities are frozen all the way down: their mappings refuse changes, their lists are tuples.
+"""Entities are frozen all the way down: their mappings and the lists in them refuse changes.
 
 Read back from a real SQLite registry, the way every command gets them; the fast reader too.
 """
@@ -62,11 +62,21 @@ def test_entity_mappings_refuse_changes(tmp_path: Path) -> None:
 def test_nested_values_are_frozen_and_still_serialise() -> None:
     version_config = {"leave_out": [0, 1], "nested": {"a": [{"b": 1}]}}
     frozen = E.frozen(version_config)
-    assert frozen == {"leave_out": (0, 1), "nested": {"a": ({"b": 1},)}}
+    assert frozen == version_config  # equal to what was recorded, lists and all
     assert isinstance(frozen["nested"], E.FrozenDict)
+    assert isinstance(frozen["leave_out"], E.FrozenList)
     assert isinstance(frozen["nested"]["a"][0], E.FrozenDict)
     with pytest.raises(TypeError):
         frozen["nested"]["a"][0]["b"] = 2
+    for change in (
+        lambda: frozen["leave_out"].append(2),
+        lambda: frozen["nested"]["a"].pop(),
+        lambda: frozen["leave_out"].__setitem__(0, 5),
+        lambda: frozen["leave_out"].sort(),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert frozen["leave_out"] == [0, 1]
     assert json.loads(json.dumps(frozen)) == version_config
     assert E.jsonable(frozen) == version_config and type(E.jsonable(frozen)) is dict
     copied = dict(frozen)
