@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import IntegrityError, InvalidInput, NotFound
 
@@ -205,8 +206,12 @@ class ArtifactStore:
             os.utime(self.path_for(sha256))
 
     def age(self, sha256: str) -> float:
-        """Return the seconds since the artifact was published or last reused."""
-        return time.time() - self.path_for(sha256).stat().st_mtime
+        """Return the seconds since the artifact was published or last reused (infinite once
+        it is gone: another ``gc`` may remove it while this one looks, as on the remote store)."""
+        try:
+            return time.time() - self.path_for(sha256).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
 
     def open(self, sha256: str, what: str = "artifact") -> Path:
         """Return the folder of a verified artifact.
@@ -350,8 +355,15 @@ def _make_read_only(folder: Path) -> None:
 def _remove_tree(folder: Path) -> None:
     if not folder.exists():
         return
-    # Read-only folders must be made writable before their entries can be unlinked.
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir():
-            path.chmod(stat.S_IRWXU)
-    shutil.rmtree(folder)
+    # Read-only folders must be made writable before their entries can be unlinked. Another
+    # process (a second gc) may be removing the same folder: what it took first is fine.
+    with contextlib.suppress(FileNotFoundError):
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir():
+                path.chmod(stat.S_IRWXU)
+    shutil.rmtree(folder, onerror=_gone_is_fine)
+
+
+def _gone_is_fine(_func: object, _path: str, exc_info: Any) -> None:
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]

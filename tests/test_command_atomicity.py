@@ -127,6 +127,9 @@ def test_ctrl_c_after_the_commit_says_the_version_is_complete(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job ignores SIGINT, and the child would inherit that: Python
+        # raises KeyboardInterrupt only when SIGINT is at its default at start-up.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     db = sqlite3.connect((home / "registry.db").as_uri() + "?mode=ro", uri=True)
     deadline = time.monotonic() + 600
