@@ -263,7 +263,7 @@ def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> No
       adapter-registry report --task sentiment --out ./report
     """
     from ..continual import build_report
-    from ..evaluate import plot_matrix_png
+    from ..plots import plot_matrix_png
 
     registry = open_registry(ctx)
     reports = build_report(registry, task)

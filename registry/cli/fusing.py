@@ -157,7 +157,7 @@ def attention(
       adapter-registry attention cb-fusion@1 --data data/cb --out reports/
     """
     from ..composer import fusion_attention
-    from ..evaluate import plot_attention_png
+    from ..plots import plot_attention_png
 
     registry = open_registry(ctx)
     fusion = registry.resolve(ref)
