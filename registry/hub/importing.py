@@ -309,6 +309,7 @@ def _advisory_lock() -> Any:
     return text("SELECT pg_advisory_xact_lock(:key)")
 
 
+# long: base, task, snapshots and the version of one pulled repo, written in pull's one transaction
 def _register(
     registry: Registry,
     staged: _Staged,
