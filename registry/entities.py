@@ -316,6 +316,19 @@ class Alias(_Record):
 
 
 @dataclass(frozen=True)
+class AliasEvent(_Record):
+    """One change of ``task:alias``: who, when, the old target and the new (None: deleted)."""
+
+    id: int
+    task: str
+    alias: str
+    old_ref: str | None
+    new_ref: str | None
+    actor: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class HubLink(_Record):
     """A push or pull, pinned by commit."""
 

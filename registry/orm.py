@@ -168,6 +168,8 @@ class SqlFusion(Base):
     training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: What this fusion version is for (``describe``); an adapter's lives on its name's row.
+    description: Mapped[str | None] = mapped_column(Text)
 
 
 class SqlFusionMember(Base):
@@ -277,4 +279,38 @@ class SqlHubLink(Base):
     revision: Mapped[str | None] = mapped_column(String(300))
     direction: Mapped[str] = mapped_column(String(10))
     artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SqlTag(Base):
+    """A free-form label on an adapter version or fusion (``tag``/``untag``, ``list --tag``)."""
+
+    __tablename__ = "tags"
+    __table_args__ = (
+        UniqueConstraint("entity_kind", "entity_id", "tag"),
+        Index("ix_tags_tag", "tag"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity_kind: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    tag: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SqlAliasEvent(Base):
+    """One change of an alias: who moved (or deleted) it, when, from what, to what."""
+
+    __tablename__ = "alias_events"
+    __table_args__ = (Index("ix_alias_events_task_alias", "task_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    alias: Mapped[str] = mapped_column(String(100))
+    #: The target before the change (None: the alias was new) and after it (None: deleted).
+    old_kind: Mapped[str | None] = mapped_column(String(20))
+    old_id: Mapped[int | None] = mapped_column(Integer)
+    new_kind: Mapped[str | None] = mapped_column(String(20))
+    new_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -120,7 +120,7 @@ def test_behind_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
     database.upgrade("0001")
     with pytest.raises(SchemaOutOfDate) as info:
         Registry.open(home)
-    assert "found revision 0001, expected 0004" in str(info.value)
+    assert "found revision 0001, expected 0005" in str(info.value)
     assert info.value.hint == "Run: adapter-registry db upgrade"
     database.upgrade()
     Registry.open(home).close()
@@ -218,4 +218,54 @@ def test_promoted_step_rows_move_to_promotions_and_back(
         ("adapter", 2, None, 1.0, 1),
         ("fusion", 1, 7, 2.0, 2),
     ]
+    database.dispose()
+
+
+def test_0005_starts_each_alias_history_and_round_trips(
+    backend_url: str | None, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    database = Database(load_settings(tmp_path / "home", backend_url))
+    database.upgrade("0004")
+    with database.engine.begin() as conn:
+        for sql in (
+            "INSERT INTO base_models (id, name, revision, architecture, hidden_size, num_layers, "
+            "created_at) VALUES (1, 'bert', 'abc', 'bert', 32, 2, '2026-01-01')",
+            "INSERT INTO tasks (id, name, kind, label_names, text_fields, base_model_id, "
+            "created_at) VALUES (1, 'sent', 'single', '[\"n\", \"p\"]', '[\"text\"]', 1, "
+            "'2026-01-01')",
+            "INSERT INTO adapters (id, name, task_id, created_at) VALUES (1, 'books', 1, "
+            "'2026-01-01')",
+            "INSERT INTO adapter_versions (id, adapter_id, version, task_id, base_model_id, "
+            "method, config, config_hash, artifact_sha256, artifact_size, trainable_params, "
+            "status, created_at) VALUES (1, 1, 1, 1, 1, 'seq_bn', '{}', 'h', 'aa', 5, 7, "
+            "'active', '2026-01-01')",
+            "INSERT INTO fusions (id, name, version, task_id, base_model_id, config, head, "
+            "artifact_sha256, artifact_size, trainable_params, status, created_at) VALUES "
+            "(1, 'mix', 1, 1, 1, '{}', '{}', 'bb', 5, 7, 'active', '2026-01-02')",
+            "INSERT INTO aliases (id, task_id, alias, target_kind, target_id, updated_at) "
+            "VALUES (1, 1, 'production', 'fusion', 1, '2026-02-03 04:05:06')",
+            "INSERT INTO aliases (id, task_id, alias, target_kind, target_id, updated_at) "
+            "VALUES (2, 1, 'staging', 'adapter', 1, '2026-02-04 00:00:00')",
+        ):
+            conn.execute(text(sql))
+    database.upgrade()
+    reg = Registry(database.settings, database)
+    history = [(e.alias, e.old_ref, e.new_ref, e.actor) for e in reg.alias_history("sent")]
+    assert history == [
+        ("production", None, "mix@1", "migration"),
+        ("staging", None, "books@1", "migration"),
+    ]
+    assert str(reg.alias_history("sent", "production")[0].created_at) == "2026-02-03 04:05:06"
+    reg.describe("mix@1", "two domains")
+    reg.tag("books@1", ["baseline"])
+    database.downgrade("0004")
+    with database.engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        assert not {"tags", "alias_events"} & tables
+        assert "description" not in {c["name"] for c in inspect(conn).get_columns("fusions")}
+        assert conn.execute(text("SELECT count(*) FROM aliases")).scalar() == 2
+        assert conn.execute(text("SELECT count(*) FROM fusions")).scalar() == 1
+    database.upgrade()
+    assert len(Registry(database.settings, database).alias_history("sent")) == 2
     database.dispose()

@@ -5,10 +5,10 @@ One error boundary (:class:`RegistryGroup`) turns :class:`~registry.errors.Regis
 transformers, adapters, huggingface_hub) are imported inside the commands that need them, so
 ``adapter-registry list`` answers fast.
 
-One module per command group (:mod:`.admin`, :mod:`.bases`, :mod:`.browse`, :mod:`.training`,
-:mod:`.fusing`, :mod:`.continual`, :mod:`.hub`, :mod:`.serve`); output helpers in :mod:`.output`,
-the options generated from the config dataclasses in :mod:`.options`. Nothing imports this
-package back.
+One module per command group (:mod:`.admin`, :mod:`.bases`, :mod:`.browse`, :mod:`.meta`,
+:mod:`.training`, :mod:`.fusing`, :mod:`.continual`, :mod:`.hub`, :mod:`.serve`); output helpers
+in :mod:`.output`, the options generated from the config dataclasses in :mod:`.options`. Nothing
+imports this package back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import RegistryError
 from ..settings import debug_enabled
 from ..store.commits import committed_writes
-from . import admin, bases, browse, continual, fusing, hub, serve, training
+from . import admin, bases, browse, continual, fusing, hub, meta, serve, training
 
 
 class CliError(click.ClickException):
@@ -125,7 +125,7 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, artifacts: str | 
     ctx.obj = {"home": home, "db": db, "artifacts": artifacts or None}
 
 
-for _module in (admin, bases, browse, training, fusing, continual, hub, serve):
+for _module in (admin, bases, browse, meta, training, fusing, continual, hub, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -8,7 +8,7 @@ import click
 
 from ..errors import RegistryError
 from .options import output_options
-from .output import echo_json, open_registry
+from .output import echo_json, open_registry, table
 
 
 # ---------------------------------------------------------------------- set-up
@@ -121,24 +121,102 @@ def db_current(ctx: click.Context, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------- changing
 @click.command()
-@click.argument("task")
-@click.argument("alias")
-@click.argument("ref")
+@click.argument("task", required=False)
+@click.argument("alias", required=False)
+@click.argument("ref", required=False)
+@click.option("--list", "list_", is_flag=True, help="List aliases (of TASK, if given).")
+@click.option("--history", is_flag=True, help="List every change (who, when, old → new).")
+@click.option("--delete", is_flag=True, help="Remove TASK:ALIAS (recorded in its history).")
 @output_options()
 @click.pass_context
-def alias(ctx: click.Context, task: str, alias: str, ref: str, as_json: bool) -> None:
+def alias(
+    ctx: click.Context,
+    task: str | None,
+    alias: str | None,
+    ref: str | None,
+    list_: bool,
+    history: bool,
+    delete: bool,
+    as_json: bool,
+) -> None:
     """Point TASK:ALIAS (e.g. sentiment:production) at an adapter version or fusion.
+
+    Every change is recorded with who made it (ADAPTER_REGISTRY_USER, else the login name).
 
     \b
     Example:
       adapter-registry alias sentiment production sentiment-fusion@3
+      adapter-registry alias --list sentiment
+      adapter-registry alias --history sentiment production
+      adapter-registry alias --delete sentiment staging
     """
+    modes = [m for m, on in (("--list", list_), ("--history", history), ("--delete", delete)) if on]
+    if len(modes) > 1:
+        raise click.UsageError(f"{' and '.join(modes)} cannot be combined")
+    if list_ or history:
+        if ref is not None or (list_ and alias is not None):
+            raise click.UsageError(
+                "alias --list takes at most TASK; alias --history at most TASK ALIAS"
+            )
+        _alias_listing(ctx, task, alias, history, as_json)
+        return
+    if task is None or alias is None or (ref is None) != delete:
+        raise click.UsageError(
+            "give TASK ALIAS REF to set an alias, --delete TASK ALIAS to remove one, or --list"
+        )
     registry = open_registry(ctx)
+    if delete:
+        gone = registry.delete_alias(task, alias)
+        if as_json:
+            echo_json({**gone.to_dict(), "deleted": True})
+        else:
+            click.echo(f"Removed {gone.task}:{gone.alias} (it pointed at {gone.target_ref}).")
+        return
+    assert ref is not None
     result = registry.set_alias(task, alias, ref)
     if as_json:
         echo_json(result.to_dict())
     else:
         click.echo(f"{result.task}:{result.alias} → {result.target_ref}")
+
+
+def _alias_listing(
+    ctx: click.Context, task: str | None, alias: str | None, history: bool, as_json: bool
+) -> None:
+    """Print the aliases, or their history (``alias --list`` / ``--history``)."""
+    from ..entities import jsonable
+
+    registry = open_registry(ctx)
+    if history:
+        events = registry.alias_history(task, alias)
+        if as_json:
+            echo_json([e.to_dict() for e in events])
+            return
+        rows = [
+            [
+                jsonable(e.created_at),
+                f"{e.task}:{e.alias}",
+                e.old_ref or "(new)",
+                e.new_ref or "(deleted)",
+                e.actor,
+            ]
+            for e in events
+        ]
+        table(["WHEN", "ALIAS", "OLD", "NEW", "WHO"], rows)
+        return
+    if task is not None:
+        registry.get_task(task)  # an unknown task is an error, not an empty list
+    found = registry.aliases(task)
+    if as_json:
+        echo_json([a.to_dict() for a in found])
+        return
+    if not found:
+        click.echo("No aliases. Set one: adapter-registry alias TASK ALIAS REF")
+        return
+    table(
+        ["ALIAS", "TARGET", "SINCE"],
+        [[f"{a.task}:{a.alias}", a.target_ref, jsonable(a.updated_at)] for a in found],
+    )
 
 
 @click.command()
@@ -157,6 +235,20 @@ def deprecate(ctx: click.Context, ref: str, undo: bool, force: bool, as_json: bo
       adapter-registry deprecate sentiment-books@1
     """
     registry = open_registry(ctx)
+    if not undo:
+        target = registry.resolve(ref)
+        held = [
+            f"{a.task}:{a.alias}"
+            for a in registry.aliases(target.task)
+            if (a.target_kind, a.target_id) == (target.kind, target.id)
+        ]
+        if held and force:
+            click.echo(
+                f"Warning: {target.ref} is the target of {', '.join(held)}; it keeps serving "
+                "there while deprecated. Point the alias elsewhere: adapter-registry alias "
+                f"{target.task} {held[0].split(':', 1)[1]} REF",
+                err=True,
+            )
     entity = registry.set_status(ref, "active" if undo else "deprecated", force=force)
     if as_json:
         echo_json({"ref": entity.ref, "id": entity.uid, "status": entity.status})

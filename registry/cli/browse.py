@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .options import output_options
-from .output import echo_json, read, table
+from .output import echo_json, open_registry, read, table
 
 if TYPE_CHECKING:
     from .. import entities as E
@@ -26,31 +26,57 @@ if TYPE_CHECKING:
     show_default=True,
     help="Show the newest N adapter versions and N fusions (0 = all).",
 )
+@click.option("--tag", "tags", multiple=True, help="Only versions with this tag (repeatable).")
+@click.option(
+    "--where",
+    multiple=True,
+    help="Only versions whose metric satisfies KEY OP NUMBER, e.g. 'accuracy>0.8' (repeatable).",
+)
+@click.option("--sort", help="Order by a metric KEY, highest first (unmeasured last).")
 @output_options()
 @click.pass_context
 def list_(
-    ctx: click.Context, task: str | None, kind: str | None, active: bool, limit: int, as_json: bool
+    ctx: click.Context,
+    task: str | None,
+    kind: str | None,
+    active: bool,
+    limit: int,
+    tags: tuple[str, ...],
+    where: tuple[str, ...],
+    sort: str | None,
+    as_json: bool,
 ) -> None:
     """List adapter versions and fusions.
+
+    A metric KEY (--where, --sort) is METRIC (the latest evaluation on any split, e.g.
+    accuracy, macro_f1), SPLIT:METRIC (test:accuracy), or DATA:SPLIT:METRIC where DATA is the
+    data folder's or file's name, or dID (mds_books:validation:macro_f1). Per-epoch training
+    curves do not count. OP is one of >, >=, <, <=, ==, !=.
 
     \b
     Example:
       adapter-registry list --task sentiment
+      adapter-registry list --tag baseline --where 'accuracy>0.8' --sort macro_f1
+      adapter-registry list --where 'mds_books:validation:accuracy>=0.75' --json
       adapter-registry list --limit 0 --json   # everything
       adapter-registry list --json | jq '.[].ref'
     """
     from .. import entities as E
     from ..views import entity_summary, human_count
 
-    items, all_aliases = read(
-        ctx,
-        lambda registry: (
-            registry.list_entities(
-                task=task, kind=kind, include_deprecated=not active, limit=limit or None
+    if tags or where or sort:
+        items, all_aliases, tagged = _selected(ctx, task, kind, active, limit, tags, where, sort)
+    else:
+        tagged = None
+        items, all_aliases = read(
+            ctx,
+            lambda registry: (
+                registry.list_entities(
+                    task=task, kind=kind, include_deprecated=not active, limit=limit or None
+                ),
+                registry.aliases(),
             ),
-            registry.aliases(),
-        ),
-    )
+        )
     aliases: dict[tuple[str, int], list[str]] = {}
     for a in all_aliases:
         aliases.setdefault((a.target_kind, a.target_id), []).append(f"{a.task}:{a.alias}")
@@ -59,8 +85,13 @@ def list_(
         for e in items:
             data = entity_summary(e)
             data["aliases"] = aliases.get((e.kind, e.id), [])
+            if tagged is not None:
+                data["tags"] = tagged.get((e.kind, e.id), [])
             out.append(data)
         echo_json(out)
+        return
+    if not items and tagged is not None:
+        click.echo("No version matches. Run: adapter-registry list (without filters)")
         return
     if not items:
         click.echo(
@@ -84,6 +115,36 @@ def list_(
             ]
         )
     table(["ID", "REF", "TASK", "WHAT", "STATUS", "PARAMS", "ALIASES", "CREATED"], rows)
+
+
+def _selected(
+    ctx: click.Context,
+    task: str | None,
+    kind: str | None,
+    active: bool,
+    limit: int,
+    tags: tuple[str, ...],
+    where: tuple[str, ...],
+    sort: str | None,
+) -> tuple[list[E.Entity], list[E.Alias], dict[tuple[str, int], list[str]]]:
+    """Return the versions ``list --tag/--where/--sort`` keeps (on the full store)."""
+    from ..selection import Condition, MetricKey, select_entities
+    from ..store.metadata import check_tags
+
+    if tags:
+        check_tags(tags)  # refuse bad filters before reading anything
+    for w in where:
+        Condition.parse(w)
+    if sort:
+        MetricKey.parse(sort)
+    registry = open_registry(ctx)
+    every = registry.list_entities(task=task, kind=kind, include_deprecated=not active)
+    tagged = registry.tags_of(every)
+    metrics = registry.metrics_of(every) if where or sort else {}
+    kept = select_entities(every, metrics, tagged, tag=tags, where=where, sort=sort)
+    if limit:  # the best N by --sort, else the newest N
+        kept = kept[:limit] if sort else kept[-limit:]
+    return kept, registry.aliases(), tagged
 
 
 def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseModel, dict[str, Any]]:

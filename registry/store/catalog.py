@@ -27,6 +27,7 @@ from ..orm import (
 )
 from . import mappers
 from .inputs import (
+    DELETED,
     STATUSES,
     validate_name,
 )
@@ -368,7 +369,14 @@ class Catalog(Plumbing):
         ref = ref.strip()
         if not ref:
             raise InvalidInput("The reference is empty.", hint="Run: adapter-registry list")
-        return self._read(lambda s: _resolve(s, ref))
+        entity = self._read(lambda s: _resolve(s, ref))
+        if entity.status == DELETED:
+            raise NotFound(
+                f"{entity.ref} ({entity.uid}) was deleted; only its lineage row remains.",
+                hint=f"Run: adapter-registry lineage {entity.task}:production, or list --task "
+                f"{entity.task}",
+            )
+        return entity
 
     def list_entities(
         self,
@@ -390,6 +398,7 @@ class Catalog(Plumbing):
                 q = select(SqlAdapterVersion).order_by(SqlAdapterVersion.id.desc())
                 if task_id is not None:
                     q = q.where(SqlAdapterVersion.task_id == task_id)
+                q = q.where(SqlAdapterVersion.status != DELETED)
                 if not include_deprecated:
                     q = q.where(SqlAdapterVersion.status == "active")
                 if limit is not None:
@@ -399,6 +408,7 @@ class Catalog(Plumbing):
                 fq = select(SqlFusion).order_by(SqlFusion.id.desc())
                 if task_id is not None:
                     fq = fq.where(SqlFusion.task_id == task_id)
+                fq = fq.where(SqlFusion.status != DELETED)
                 if not include_deprecated:
                     fq = fq.where(SqlFusion.status == "active")
                 if limit is not None:

@@ -23,6 +23,7 @@ from ..artifact_store import open_artifact_store
 from ..errors import InvalidInput
 from ..settings import SCHEMA_HEAD, Settings
 from . import mappers
+from .inputs import DELETED
 from .lineage import Direction, Node, walk
 from .refs import parse_ref
 
@@ -30,9 +31,9 @@ FAST_READ_ENV = "ADAPTER_REGISTRY_FAST_READ"
 _TABLES = {"adapter": "adapter_versions", "fusion": "fusions"}
 #: What a lineage node's label needs, per node kind (see :func:`mappers.node_label`).
 _LABEL_SQL = {
-    "adapter": "SELECT a.name, av.version FROM adapter_versions av "
+    "adapter": "SELECT a.name, av.version, av.status FROM adapter_versions av "
     "JOIN adapters a ON a.id = av.adapter_id WHERE av.id = ?",
-    "fusion": "SELECT name, version FROM fusions WHERE id = ?",
+    "fusion": "SELECT name, version, status FROM fusions WHERE id = ?",
     "hub": "SELECT repo_id, commit_sha FROM hub_links WHERE id = ?",
     "drift": "SELECT drift FROM drift_reports WHERE id = ?",
     "dataset": "SELECT split FROM datasets WHERE id = ?",
@@ -135,8 +136,8 @@ class SqliteReader:
 
     def _by_id(self, kind: str, entity_id: int) -> E.Entity:
         row = self._one(f"SELECT * FROM {_TABLES[kind]} WHERE id = ?", (entity_id,))
-        if row is None:
-            raise Fallback("no such id")
+        if row is None or row["status"] == DELETED:
+            raise Fallback("no such id, or deleted")
         if kind == "adapter":
             return self._adapter_versions([row])[0]
         return self._fusions([row])[0]
@@ -183,7 +184,7 @@ class SqliteReader:
             else:
                 sql += " AND status = 'active'"
             row = self._one(sql + " ORDER BY version DESC LIMIT 1", tuple(params))
-            if row is None:
+            if row is None or row["status"] == DELETED:
                 raise Fallback("no matching version")
             return (
                 self._by_id(kind, row["id"])
@@ -210,15 +211,13 @@ class SqliteReader:
         for what, table in _TABLES.items():
             if kind not in (None, what):
                 continue
-            where, params = [], []
+            where, params = [f"status != '{DELETED}'"], []
             if task_id is not None:
                 where.append("task_id = ?")
                 params.append(task_id)
             if not include_deprecated:
                 where.append("status = 'active'")
-            sql = f"SELECT * FROM {table}"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
+            sql = f"SELECT * FROM {table} WHERE " + " AND ".join(where)
             sql += " ORDER BY id DESC"
             if limit is not None:
                 sql += " LIMIT ?"

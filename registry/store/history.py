@@ -24,6 +24,7 @@ from ..orm import (
     utcnow,
 )
 from . import mappers
+from .alias_events import record_alias_event
 from .catalog import Catalog, _drift, _edge, _hub, _metric, _node_label, _promotion, _task_row
 from .inputs import (
     ALIAS_RE,
@@ -67,9 +68,11 @@ class History(Catalog):
             row = s.scalar(
                 select(SqlAlias).where(SqlAlias.task_id == task_row.id, SqlAlias.alias == alias)
             )
+            old = None if row is None else (row.target_kind, row.target_id)
             if row is None:
                 row = SqlAlias(task_id=task_row.id, alias=alias, target_kind="", target_id=0)
                 s.add(row)
+            record_alias_event(s, task_row.id, alias, old, (target.kind, target.id))
             row.target_kind = target.kind
             row.target_id = target.id
             row.updated_at = utcnow()

@@ -16,6 +16,9 @@ ENTITY_KINDS = ("adapter", "fusion")
 NODE_KINDS = ("adapter", "fusion", "drift", "hub", "dataset")
 RELATIONS = ("trained_after_drift", "warm_started_from", "fused_from", "pulled_from_hub")
 STATUSES = ("active", "deprecated")
+#: The status of a deleted version: its row stays as a tombstone (lineage keeps its edges and
+#: label), nothing resolves to it, and its files are left to ``gc``.
+DELETED = "deleted"
 #: Orphaned artifacts younger than this are left alone by ``gc``: a concurrent writer may have
 #: published the files and not yet committed the row that points at them.
 GC_GRACE_SECONDS = 3600.0

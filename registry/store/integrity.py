@@ -20,6 +20,7 @@ from ..orm import (
     SqlLineage,
 )
 from . import mappers
+from .inputs import DELETED
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -50,12 +51,16 @@ def referenced_artifacts(s: Session) -> dict[str, str]:
         SqlAdapterVersion.artifact_sha256,
         SqlAdapterVersion.profile_sha256,
     ).join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
+    # A deleted version's row stays for lineage, but its files are no longer kept.
+    q = q.where(SqlAdapterVersion.status != DELETED)
     for name, version, sha, profile in s.execute(q):
         out[sha] = f"adapter {name}@{version}"
         if profile:
             out[profile] = f"profile of {name}@{version}"
     for name, version, sha in s.execute(
-        select(SqlFusion.name, SqlFusion.version, SqlFusion.artifact_sha256)
+        select(SqlFusion.name, SqlFusion.version, SqlFusion.artifact_sha256).where(
+            SqlFusion.status != DELETED
+        )
     ):
         out[sha] = f"fusion {name}@{version}"
     for ds_id, rows_sha in s.execute(

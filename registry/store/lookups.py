@@ -115,11 +115,11 @@ def _node_label(s: Session, kind: str, node_id: int) -> str:
     found: dict[str, Any] | None = None
     if kind == "adapter":
         row = s.execute(
-            select(SqlAdapter.name, SqlAdapterVersion.version)
+            select(SqlAdapter.name, SqlAdapterVersion.version, SqlAdapterVersion.status)
             .join(SqlAdapter, SqlAdapter.id == SqlAdapterVersion.adapter_id)
             .where(SqlAdapterVersion.id == node_id)
         ).first()
-        found = {"name": row[0], "version": row[1]} if row else None
+        found = {"name": row[0], "version": row[1], "status": row[2]} if row else None
     elif kind in _NODE_TABLES:
         obj = s.get(_NODE_TABLES[kind], node_id)
         found = mappers.columns(obj) if obj is not None else None

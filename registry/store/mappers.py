@@ -218,13 +218,15 @@ def fusion(r: Row, task_name: str, members: Iterable[Member]) -> E.Fusion:
 def node_label(kind: str, node_id: int, found: Row | None) -> str:
     """Return a lineage node's label from the columns a reader fetched for it (None: gone).
 
-    ``found`` holds ``name``/``version`` (adapter, fusion), ``repo_id``/``commit_sha`` (hub),
+    ``found`` holds ``name``/``version``/``status`` (adapter, fusion), ``repo_id``/
+    ``commit_sha`` (hub),
     ``drift`` (drift report) or ``split`` (dataset).
     """
-    if kind == "adapter":
-        return f"{found['name']}@{found['version']}" if found else f"a{node_id} (missing)"
-    if kind == "fusion":
-        return f"{found['name']}@{found['version']}" if found else f"f{node_id} (missing)"
+    if kind in ("adapter", "fusion"):
+        if found is None:
+            return f"{kind[0]}{node_id} (missing)"
+        gone = " (deleted)" if found["status"] == "deleted" else ""
+        return f"{found['name']}@{found['version']}{gone}"
     if kind == "hub":
         if found is None:
             return f"hub{node_id} (missing)"

@@ -22,21 +22,22 @@ from ..errors import (
 )
 from ..settings import load_settings
 from . import integrity
-from .history import History
 from .inputs import (
     GC_GRACE_SECONDS,
 )
+from .metadata import Metadata
 from .writes import Registering
 
 T = TypeVar("T")
 
 
-class Registry(History, Registering):
+class Registry(Metadata, Registering):
     """The Python API over one registry (database + artifact folder).
 
     Open one with :meth:`Registry.open`; all methods return frozen entities. The methods live
     in :class:`~.catalog.Catalog` (look-ups), :class:`~.writes.Registering` (new versions),
-    :class:`~.history.History` (aliases, promotions, metrics, lineage, drift, Hub) and
+    :class:`~.history.History` (aliases, promotions, metrics, lineage, drift, Hub),
+    :class:`~.metadata.Metadata` (tags, descriptions, alias history, delete) and
     :class:`~.session.Plumbing` (transactions); opening, ``verify`` and ``gc`` are here.
     """
 
