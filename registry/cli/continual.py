@@ -23,6 +23,8 @@ from .options import (
 from .output import echo_json, open_registry, table
 
 DRIFT_EXIT = 3
+#: ``update``'s exit status when the gate kept the current model (the candidate stays registered).
+GATE_REFUSED_EXIT = 4
 #: The fusion settings ``update`` takes apart from the adapter's (``--fuse-epochs`` ...).
 FUSE_OWN = ("epochs", "lr", "init_head")
 
@@ -124,7 +126,15 @@ def drift(
     type=float,
     default=0.01,
     show_default=True,
-    help="Largest accuracy drop allowed on an earlier validation split.",
+    help="Largest drop of the gate metric allowed on an earlier validation split.",
+)
+@click.option(
+    "--gate-metric",
+    type=click.Choice(["auto", "accuracy", "macro_f1"]),
+    default="auto",
+    show_default=True,
+    help="What the gate compares; auto: macro_f1 when the new validation classes are "
+    "imbalanced (largest/smallest class above 1.5, or a class missing), else accuracy.",
 )
 @click.option(
     "--members",
@@ -160,6 +170,7 @@ def update(
     dry_run: bool,
     alpha: float,
     tolerance: float,
+    gate_metric: str,
     members: str,
     name: str | None,
     no_replay: bool,
@@ -177,6 +188,16 @@ def update(
     ...); options given here override it, and machine settings (--device, --precision,
     --batch-size, --max-tokens) are this machine's. The fusion shares the adapter's settings
     except its own --fuse-* ones; --seed also seeds the drift tests and the replay sample.
+
+    The gate promotes a candidate that beats the current model on the new data's validation
+    split and loses at most --tolerance on every earlier one, in --gate-metric (reported with
+    the reason it was chosen).
+
+    \b
+    Exit status:
+      0  promoted, or no drift (nothing to do), or --dry-run
+      4  the gate refused: the current model stays (the candidate is registered)
+      1  error; 2 usage error
 
     \b
     Example:
@@ -197,6 +218,7 @@ def update(
         alpha=alpha,
         seed=train_config.seed,
         tolerance=tolerance,
+        gate_metric=gate_metric,
         members=members,
         adapter_name=name,
         replay=not no_replay,
@@ -209,8 +231,11 @@ def update(
         label_field=label_field,
     )
     result = run_update(registry, task, data, options, log=None if as_json else click.echo)
+    refused = result.candidate is not None and not result.promoted
     if as_json:
         echo_json(result.to_dict())
+        if refused:
+            ctx.exit(GATE_REFUSED_EXIT)
         return
     if dry_run or not result.drift.drift:
         click.echo("Plan:" if dry_run else "Result:")
@@ -233,10 +258,13 @@ def update(
         click.echo(f"  not evaluated: {note}")
     if result.reused:
         click.echo(f"Reused from an earlier run: {', '.join(result.reused)}")
+    if result.gate_metric:
+        click.echo(f"Gate metric: {result.gate_metric} ({result.gate_metric_reason}).")
     if result.promoted and result.candidate is not None:
         click.echo(f"Promoted {result.candidate.ref} to {task}:production ({result.gate}).")
     elif result.candidate is not None:
         click.echo(f"Not promoted: {result.gate}.")
+        ctx.exit(GATE_REFUSED_EXIT)
     else:
         click.echo(result.gate[:1].upper() + result.gate[1:] + ".")
 

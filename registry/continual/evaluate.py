@@ -1,8 +1,9 @@
 """Step 5: score the candidate and the current model on every validation snapshot of the task.
 
 ``accuracy`` metric rows with ``split="validation"`` and a ``dataset_id`` are the score of an
-entity on that snapshot. Entities are immutable, so one row per (entity, dataset) is the value
-for ever (``step`` is the update that measured it); only missing cells are evaluated.
+entity on that snapshot (``macro_f1`` rows likewise, when the gate compares macro-F1).
+Entities are immutable, so one row per (entity, dataset) is the value for ever (``step`` is the
+update that measured it); only missing cells are evaluated.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def evaluate_entity(
     *,
     max_length: int = 256,
     device: str = "cpu",
+    metric: str = MATRIX_METRIC,
 ) -> dict[int, float]:
-    """Return the accuracy of ``entity`` on each column (dataset id → accuracy)."""
+    """Return ``metric`` (accuracy) of ``entity`` on each column (dataset id → value)."""
     from ..loader import load_entity
 
     usable = [c for c in columns if c.examples]
@@ -126,16 +128,18 @@ def evaluate_entity(
             seed=0,
         )
         scores = evaluate_batches(loaded.backbone, batches, loaded.label_names)
-        out[col.dataset.id] = scores["accuracy"]
+        out[col.dataset.id] = scores[metric]
     return out
 
 
-def recorded_scores(registry: Registry, entity: E.Entity) -> dict[int, float]:
-    """Return the recorded validation accuracy of an entity per dataset id (latest row wins)."""
+def recorded_scores(
+    registry: Registry, entity: E.Entity, metric: str = MATRIX_METRIC
+) -> dict[int, float]:
+    """Return the recorded validation ``metric`` of an entity per dataset id (latest row wins)."""
     return {
         m.dataset_id: m.value
         for m in registry.metrics(entity)
-        if m.name == MATRIX_METRIC and m.split == MATRIX_SPLIT and m.dataset_id is not None
+        if m.name == metric and m.split == MATRIX_SPLIT and m.dataset_id is not None
     }
 
 
@@ -146,15 +150,18 @@ def score(
     step: int,
     max_length: int,
     device: str,
+    metric: str = MATRIX_METRIC,
 ) -> dict[int, float]:
-    """Return the entity's accuracy on every column, evaluating (and recording) what is missing."""
-    known = recorded_scores(registry, entity)
+    """Return the entity's ``metric`` on every column, evaluating (recording) what is missing."""
+    known = recorded_scores(registry, entity, metric)
     missing = [c for c in columns if c.dataset.id not in known and c.examples]
     if missing:
-        fresh = evaluate_entity(registry, entity, missing, max_length=max_length, device=device)
+        fresh = evaluate_entity(
+            registry, entity, missing, max_length=max_length, device=device, metric=metric
+        )
         registry.log_metrics(
             entity,
-            [MetricIn(MATRIX_METRIC, v, MATRIX_SPLIT, ds_id, step) for ds_id, v in fresh.items()],
+            [MetricIn(metric, v, MATRIX_SPLIT, ds_id, step) for ds_id, v in fresh.items()],
         )
         known.update(fresh)
     return {c.dataset.id: known[c.dataset.id] for c in columns if c.dataset.id in known}
@@ -170,10 +177,11 @@ def compare(
     step: int,
     max_length: int,
     device: str,
+    metric: str = MATRIX_METRIC,
 ) -> list[Score]:
     """Score both models on every reloadable column; return one :class:`Score` per column."""
-    cand = score(registry, candidate, columns, step, max_length, device)
-    inc = score(registry, incumbent, columns, step, max_length, device)
+    cand = score(registry, candidate, columns, step, max_length, device, metric)
+    inc = score(registry, incumbent, columns, step, max_length, device, metric)
     return [
         Score(
             c.name,

@@ -1,13 +1,69 @@
-"""Step 6: the promotion gate: beat the current model on the new data, lose little elsewhere."""
+"""Step 6: the promotion gate: beat the current model on the new data, lose little elsewhere.
+
+The gate compares one metric, chosen per run and reported with its reason (``update
+--gate-metric``): ``accuracy``, ``macro_f1``, or ``auto`` (the default), which takes macro-F1
+when the new data's validation classes are imbalanced and accuracy otherwise. Imbalanced means
+that the largest class holds more than :data:`IMBALANCE_RATIO` times the rows of the smallest,
+or that a class of the task is missing: there a model that always answers the majority class
+has a high accuracy and a low macro-F1 (80% vs 44% on an 80%-positive split).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from ..errors import InvalidInput
 from .common import pct
 from .evaluate import Score
 
+GATE_METRICS = ("accuracy", "macro_f1")
+#: ``auto`` picks macro-F1 when largest class / smallest class exceeds this on the new data.
+IMBALANCE_RATIO = 1.5
 
-def gate(scores: list[Score], tolerance: float) -> tuple[bool, str]:
-    """Return (promote?, why): beat the incumbent on the new data, lose ≤ tolerance elsewhere."""
+
+def check_gate_metric(name: str) -> str:
+    """Return ``name`` if it is ``auto`` or a gate metric, else raise InvalidInput."""
+    if name not in ("auto", *GATE_METRICS):
+        raise InvalidInput(
+            f"The gate metric must be auto, accuracy or macro_f1, not {name!r}.",
+            hint="e.g. --gate-metric macro_f1",
+        )
+    return name
+
+
+def choose_gate_metric(
+    requested: str, labels: Iterable[str | None], label_names: Sequence[str]
+) -> tuple[str, str]:
+    """Return (metric, why) for a run: the requested one, or with ``auto`` by class balance.
+
+    ``labels``: the labels of the new data's validation rows; ``label_names``: the task's.
+    """
+    check_gate_metric(requested)
+    if requested != "auto":
+        return requested, "asked for (--gate-metric)"
+    counts = Counter(label for label in labels if label is not None)
+    shares = [counts.get(name, 0) for name in label_names]
+    if not shares or sum(shares) == 0:
+        return "accuracy", "auto: no labelled validation rows to judge the class balance"
+    low, high = min(shares), max(shares)
+    spread = ", ".join(f"{n} {c}" for n, c in zip(label_names, shares, strict=True))
+    if low == 0 or high / low > IMBALANCE_RATIO:
+        return "macro_f1", (
+            f"auto: the new validation classes are imbalanced ({spread}; largest/smallest "
+            f"above {IMBALANCE_RATIO})"
+        )
+    return "accuracy", (
+        f"auto: the new validation classes are balanced ({spread}; largest/smallest at most "
+        f"{IMBALANCE_RATIO})"
+    )
+
+
+def gate(scores: list[Score], tolerance: float, metric: str = "accuracy") -> tuple[bool, str]:
+    """Return (promote?, why): beat the incumbent on the new data, lose ≤ tolerance elsewhere.
+
+    ``scores`` hold values of ``metric``; ``tolerance`` is in the same unit (an absolute drop).
+    """
     new = [s for s in scores if s.new]
     if not new or new[0].candidate is None:
         return False, "the new data's validation split could not be evaluated"
@@ -15,7 +71,7 @@ def gate(scores: list[Score], tolerance: float) -> tuple[bool, str]:
     if s.incumbent is not None and not s.candidate > s.incumbent:  # type: ignore[operator]
         return False, (
             f"does not beat the current model on the new data "
-            f"({pct(s.candidate)} vs {pct(s.incumbent)})"
+            f"({metric} {pct(s.candidate)} vs {pct(s.incumbent)})"
         )
     for o in scores:
         if o.new or o.candidate is None or o.incumbent is None:
@@ -23,8 +79,8 @@ def gate(scores: list[Score], tolerance: float) -> tuple[bool, str]:
         if o.candidate < o.incumbent - tolerance:
             return False, (
                 f"{o.column} would regress from {pct(o.incumbent)} to {pct(o.candidate)} "
-                f"(more than the tolerance {tolerance:.3f})"
+                f"{metric} (more than the tolerance {tolerance:.3f})"
             )
-    return True, f"beats the current model on the new data ({pct(s.candidate)} vs " + (
+    return True, f"beats the current model on the new data ({metric} {pct(s.candidate)} vs " + (
         f"{pct(s.incumbent)}) and no earlier split regresses beyond {tolerance:.3f}"
     )

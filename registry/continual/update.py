@@ -31,7 +31,7 @@ from .common import (
 from .drift_check import DriftCheck, check_drift, existing_report, new_split, reused_check
 from .evaluate import Score, compare, task_columns
 from .fuse_step import fuse_step
-from .gate import gate
+from .gate import check_gate_metric, choose_gate_metric, gate
 from .plan import check_policy, plan_lines, plan_members
 from .promote import production_history, promote
 from .train_step import train_step
@@ -45,7 +45,10 @@ class UpdateOptions:
         dry_run: compute the drift decision and the plan; write nothing at all.
         train_config: hyper-parameters of the new adapter version (default: ``seed`` only).
         fuse_config: hyper-parameters of the re-fused model (default: ``seed`` only).
-        tolerance: the largest accuracy drop (absolute) allowed on any earlier validation split.
+        tolerance: the largest drop (absolute, in the gate metric) allowed on any earlier
+            validation split.
+        gate_metric: what the gate compares: ``accuracy``, ``macro_f1``, or ``auto`` (macro-F1
+            when the new data's validation classes are imbalanced; see :mod:`.gate`).
         members: ``replace`` the task's old version in the fusion, or ``append`` the new one.
         adapter_name: name of the new adapter (default: a new version of the reference's name).
         replay: train the new fusion on the new data plus a sample of the data the task learned
@@ -65,6 +68,7 @@ class UpdateOptions:
     train_config: TrainConfig | None = None
     fuse_config: FuseConfig | None = None
     tolerance: float = 0.01
+    gate_metric: str = "auto"
     members: str = "replace"
     adapter_name: str | None = None
     replay: bool = True
@@ -81,6 +85,7 @@ class UpdateOptions:
                 f"tolerance must be ≥ 0, got {self.tolerance}.", hint="e.g. --tolerance 0.01"
             )
         check_policy(self.members)
+        check_gate_metric(self.gate_metric)
 
     def train(self) -> TrainConfig:
         """Return the new adapter's settings."""
@@ -107,6 +112,8 @@ class UpdateResult:
     promoted: bool = False
     gate_passed: bool = False
     gate: str = ""
+    gate_metric: str | None = None
+    gate_metric_reason: str = ""
     step: int | None = None
     reused: list[str] = field(default_factory=list)
 
@@ -131,6 +138,8 @@ class UpdateResult:
             "promoted": self.promoted,
             "gate_passed": self.gate_passed,
             "gate": self.gate,
+            "gate_metric": self.gate_metric,
+            "gate_metric_reason": self.gate_metric_reason,
             "step": self.step,
             "reused": self.reused,
         }
@@ -279,15 +288,19 @@ def _evaluate_gate_promote(
     step = (max(s.step for s in history) + 1) if history else 1
     columns = task_columns(registry, task, [tcfg.seed, opts.seed, 0], {run.source: run.bundle})
     out.skipped_columns = [f"{c.name}: {c.note}" for c in columns if not c.examples]
+    metric, out.gate_metric_reason = choose_gate_metric(
+        opts.gate_metric, (r.label for r in val_rows), task.label_names
+    )
+    out.gate_metric = metric
     out.scores = compare(
         registry, candidate, run.incumbent, columns, new_val, step=step,
-        max_length=tcfg.max_length, device=pick_device(tcfg.device),
+        max_length=tcfg.max_length, device=pick_device(tcfg.device), metric=metric,
     )  # fmt: skip
     run.say(
-        "evaluate: "
+        f"evaluate ({metric}; {out.gate_metric_reason}): "
         + ", ".join(f"{s.column} {pct(s.candidate)} vs {pct(s.incumbent)}" for s in out.scores)
     )
-    out.gate_passed, out.gate = gate(out.scores, opts.tolerance)
+    out.gate_passed, out.gate = gate(out.scores, opts.tolerance, metric)
     out.promoted = out.gate_passed or opts.force
     if opts.force and not out.gate_passed:
         out.gate = f"forced past the gate, which said: {out.gate}"

@@ -1,0 +1,131 @@
+"""The gate's metric (#18): macro-F1 when the new classes are imbalanced, and update's exit codes.
+
+The issue's case: a candidate that wins on accuracy but loses on macro-F1 (a majority-class
+model on an 85%-positive split) must not be promoted by default. Training, drift checks and the
+candidate's scores on the new data are real; the other cells are set through the same
+``evaluate_entity`` seam ``tests/test_continual.py`` uses, relative to the real recorded ones,
+so the verdict is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from registry import continual
+from registry import entities as E
+from registry.cli import cli
+from registry.continual import evaluate as continual_evaluate
+from registry.continual.gate import IMBALANCE_RATIO, choose_gate_metric
+from registry.errors import InvalidInput
+from registry.store import Registry
+from registry.trainer import train
+from tests.test_continual import BOOKS, PETS, TCFG, _write
+
+LABELS = ("negative", "positive")
+
+
+def _labels(pos: int, neg: int) -> list[str]:
+    return ["positive"] * pos + ["negative"] * neg
+
+
+def test_auto_takes_macro_f1_only_above_the_imbalance_ratio() -> None:
+    assert IMBALANCE_RATIO == 1.5
+    assert choose_gate_metric("auto", _labels(3, 2), LABELS)[0] == "accuracy"  # exactly 1.5
+    metric, why = choose_gate_metric("auto", _labels(8, 5), LABELS)  # 1.6
+    assert metric == "macro_f1" and "negative 5, positive 8" in why, why
+    assert choose_gate_metric("auto", _labels(8, 2), LABELS)[0] == "macro_f1"
+    assert choose_gate_metric("auto", _labels(5, 0), LABELS)[0] == "macro_f1"  # a class missing
+    assert choose_gate_metric("auto", [None, None], LABELS)[0] == "accuracy"  # unlabelled
+    assert choose_gate_metric("accuracy", _labels(8, 2), LABELS) == (
+        "accuracy",
+        "asked for (--gate-metric)",
+    )
+    with pytest.raises(InvalidInput, match="auto, accuracy or macro_f1"):
+        choose_gate_metric("f1", _labels(1, 1), LABELS)
+    with pytest.raises(InvalidInput, match="auto, accuracy or macro_f1"):
+        continual.UpdateOptions(gate_metric="recall")
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, tiny_base_dir: Path) -> Iterator[tuple[Registry, dict[str, Path]]]:
+    reg = Registry.init(tmp_path / "home")
+    data = {
+        "books": _write(tmp_path / "books", BOOKS, seed=1),
+        "books2": _write(tmp_path / "books2", BOOKS, seed=2),
+        "pets": _write(tmp_path / "pets", PETS, seed=3, pos_share=0.85),
+    }
+    out = train(reg, "sentiment", data["books"], str(tiny_base_dir), config=TCFG, progress=False)
+    reg.set_alias("sentiment", "production", out.version.uid)
+    yield reg, data
+    reg.close()
+
+
+def _majority_like(delta: float) -> Any:
+    """Cells the run evaluates: the incumbent on pets is ``delta`` below the candidate's real
+    accuracy and ``delta`` above its real macro-F1; the candidate on books equals the
+    incumbent's real score there (no regression)."""
+
+    def evaluate(
+        registry: Registry, entity: E.Entity, columns: list[continual.Column], **kw: Any
+    ) -> dict[int, float]:
+        metric = kw.get("metric", "accuracy")
+        out = {}
+        for c in columns:
+            if c.name == "pets":
+                candidate = registry.resolve("sentiment@2")
+                real = continual.recorded_scores(registry, candidate, metric)[c.dataset.id]
+                out[c.dataset.id] = real - delta if metric == "accuracy" else real + delta
+            else:
+                incumbent = registry.resolve("sentiment@1")
+                out[c.dataset.id] = continual.recorded_scores(registry, incumbent, metric)[
+                    c.dataset.id
+                ]
+        return out
+
+    return evaluate
+
+
+def _update(data: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    args = ["update", "sentiment", "--data", str(data), "--epochs", "2", "--batch-size", "16"]
+    args += ["--max-length", "32", "--device", "cpu", "--seed", "0", "--json", *extra]
+    result = CliRunner().invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, json.loads(result.output)
+
+
+def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
+    seeded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, data = seeded
+    monkeypatch.setattr(continual_evaluate, "evaluate_entity", _majority_like(0.05))
+    code, out = _update(data["pets"])
+    assert out["gate_metric"] == "macro_f1" and "imbalanced" in out["gate_metric_reason"], out
+    assert code == 4 and not out["promoted"], out
+    assert out["gate"].startswith("does not beat the current model on the new data (macro_f1")
+    assert reg.resolve("sentiment:production").ref == "sentiment@1"
+    new = next(s for s in out["scores"] if s["new_data"])
+    assert new["incumbent"] == pytest.approx(new["candidate"] + 0.05)
+    # the incumbent's macro-F1 on the new data is recorded as such, not as accuracy
+    incumbent = reg.resolve("sentiment@1")
+    assert continual.recorded_scores(reg, incumbent, "macro_f1")[new["dataset_id"]] == (
+        pytest.approx(new["incumbent"])
+    )
+    assert new["dataset_id"] not in continual.recorded_scores(reg, incumbent)
+
+    # The same run judged on accuracy promotes (finished steps are reused) and exits 0.
+    code, out = _update(data["pets"], "--gate-metric", "accuracy")
+    assert (code, out["gate_metric"], out["promoted"]) == (0, "accuracy", True), out
+    assert out["adapter"] == "sentiment@2" and out["reused"], out
+    assert reg.resolve("sentiment:production").ref == "sentiment@2"
+
+
+def test_no_drift_exits_0(seeded: Any) -> None:
+    _, data = seeded
+    code, out = _update(data["books2"])
+    assert code == 0 and out["candidate"] is None and out["gate_metric"] is None, out
