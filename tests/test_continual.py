@@ -215,7 +215,10 @@ def test_update_after_drift_interrupted_then_resumed(
     # Every validation split was scored for both models, and the rows are stored.
     assert {s.column for s in result.scores} == {"books", "pets"}
     assert all(s.candidate is not None and s.incumbent is not None for s in result.scores)
-    assert set(continual.recorded_scores(reg, fusion)) == {s.dataset_id for s in result.scores}
+    # pets is 85% positive: the gate compared (and recorded) macro-F1
+    assert result.gate_metric == "macro_f1"
+    scored = continual.recorded_scores(reg, fusion, "macro_f1")
+    assert set(scored) == {s.dataset_id for s in result.scores}
 
     # A third run on the same data (after any outcome) adds no adapter or fusion.
     again = _update(reg, data["pets"], members="append", tolerance=1.0)
