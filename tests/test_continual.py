@@ -262,7 +262,7 @@ def test_gate_promotes_and_report_builds_the_matrix(
     books = next(iter(continual.recorded_scores(reg, reg.resolve("sentiment@1")).values()))
     fake = {("sentiment@2", "books"): books, ("sentiment@1", "pets"): 0.0}
     monkeypatch.setattr(continual_evaluate, "evaluate_entity", _fake_scores(fake))
-    result = _update(reg, data["pets"], tolerance=0.05)
+    result = _update(reg, data["pets"], tolerance=0.05, gate_metric="accuracy")
     assert result.promoted, result.gate
     assert result.step == 1
     assert reg.resolve("sentiment:production").ref == "sentiment@2"
