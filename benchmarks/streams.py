@@ -59,8 +59,17 @@ TASK_ORDERS = {
 }
 DEFAULT_DOMAINS = ["yelp5", "amazon5"]
 METHODS = ("registry", "seq-ft", "seq-ft-replay", "adapter", "joint")
-#: variants of the registry's method, run on request (``--methods``); domain streams only
-VARIANTS = ("registry-warm",)
+#: variants of the registry's ``update``, run on request (``--methods``); domain streams only.
+#: Each is ``update`` with these options (the default, ``registry``, has none).
+VARIANTS: dict[str, dict[str, Any]] = {
+    # the default before issue 14: a fresh adapter on the new data only (no fusion: production
+    # is one adapter and members=replace)
+    "registry-fresh": {"warm_start": False, "replay": False},
+    # warm start without replay
+    "registry-noreplay": {"replay": False},
+    # a fresh adapter per domain, re-fused with the earlier ones (AdapterFusion), with replay
+    "registry-fuse": {"warm_start": False, "members": "append"},
+}
 
 
 @dataclass
@@ -105,6 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--progress", action="store_true")
     p.add_argument(
+        "--matrix-on",
+        choices=("report", "dev"),
+        default="report",
+        help="Score the accuracy matrix on dev instead (to choose a stream; never a result).",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="Rewrite the results file (tables, targets, plots) from its JSON; train nothing.",
@@ -131,6 +146,8 @@ def stream_name(args: argparse.Namespace) -> str:
     name = (
         f"task_order{args.order}" if args.stream == "task" else "domain_" + "-".join(steps_of(args))
     )
+    if getattr(args, "matrix_on", "report") == "dev":
+        name += "_devsearch"
     return name + (f"_{args.tag}" if args.tag else "")
 
 
@@ -278,6 +295,13 @@ class Stream:
     def report_rows(self, i: int, who: str) -> list[Row]:
         return self.ledger.report(self.splits[i], who)
 
+    def matrix_rows(self, i: int, who: str) -> list[Row]:
+        """The rows the accuracy matrix is scored on: report rows, or dev rows with
+        ``--matrix-on dev`` (a stream search, whose numbers are choices, not results)."""
+        if self.args.matrix_on == "dev":
+            return self.dev_rows(i, who)
+        return self.report_rows(i, who)
+
 
 # ------------------------------------------------------------------------------ baselines
 def run_baseline(stream: Stream, method: str, base: str) -> MethodRun:
@@ -317,7 +341,7 @@ def run_baseline(stream: Stream, method: str, base: str) -> MethodRun:
     reports = [
         (
             heads[j],
-            batches(backbone, stream.report_rows(j, method), stream.labels[j], args, False, 0),
+            batches(backbone, stream.matrix_rows(j, method), stream.labels[j], args, False, 0),
             stream.labels[j],
         )
         for j in range(n)
@@ -416,8 +440,7 @@ def run_registry(
 ) -> tuple[MethodRun, list[float]]:
     """The registry's API with its defaults; returns the run and the single-task accuracies.
 
-    ``registry-warm``: ``update`` with ``warm_start=True`` (each new version starts from the
-    current one's weights), everything else at its default.
+    A variant (``VARIANTS``) runs ``update`` with its options; everything else at its default.
     """
     from registry.configs import FuseConfig, TrainConfig
     from registry.continual import production_entity, update
@@ -442,7 +465,7 @@ def run_registry(
     for j in range(n):
         d = stream.scratch / f"report-{seed}" / stream.names[j]
         d.mkdir(parents=True, exist_ok=True)
-        rows = stream.report_rows(j, method)
+        rows = stream.matrix_rows(j, method)
         (d / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         report_dirs.append(d)
 
@@ -478,7 +501,7 @@ def run_registry(
                 fuse_config=fcfg,
                 seed=seed,
                 progress=args.progress,
-                **({"warm_start": True} if method == "registry-warm" else {}),
+                **VARIANTS.get(method, {}),
             )
             made += [e for e in (res.adapter, res.fusion) if e is not None]
             single.append(acc(res.adapter.ref, i) if res.adapter is not None else math.nan)
@@ -749,8 +772,8 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
     base = args.base or str(minilm_path())
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        if m not in METHODS + VARIANTS:
-            raise SystemExit(f"unknown method {m!r}; valid: {', '.join(METHODS + VARIANTS)}")
+        if m not in (*METHODS, *VARIANTS):
+            raise SystemExit(f"unknown method {m!r}; valid: {', '.join((*METHODS, *VARIANTS))}")
         if m in VARIANTS and args.stream == "task":
             raise SystemExit(f"{m} is for domain streams (one task, several update steps)")
     started = time.perf_counter()

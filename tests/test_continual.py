@@ -399,3 +399,52 @@ def test_update_warm_start_is_a_new_version_from_the_current_weights(seeded: Any
     }
     after = {p.name: p.read_bytes() for p in reg.artifact_path(first).iterdir()}
     assert after == before and reg.resolve("sentiment@1").artifact_sha256 == first.artifact_sha256
+
+
+def _train_snapshot(reg: Registry, entity: E.Entity) -> E.Dataset:
+    ids = {m.dataset_id for m in reg.metrics(entity) if m.split == "train" and m.dataset_id}
+    assert len(ids) == 1
+    return reg.get_dataset(ids.pop())
+
+
+def test_update_default_warm_starts_on_new_data_plus_replayed_rows(
+    seeded: Any, tmp_path: Path
+) -> None:
+    """The default step (the measured winner): warm start + replay, no validation row trained."""
+    from registry.data import load_spec, split_validation
+
+    reg, data = seeded
+    first = reg.resolve("sentiment@1")
+    pets = tmp_path / "pets_train_only"
+    pets.mkdir()
+    rows = [dict(r, text=f"{r['text']} #{i}") for i, r in enumerate(_rows(PETS, 60, 7, 0.85))]
+    (pets / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = _update(reg, pets, dry_run=True)
+    assert any("plus replayed rows" in ln and "sentiment@1's weights" in ln for ln in plan.plan)
+    result = _update(reg, pets, tolerance=1.0)
+    adapter = result.adapter
+    assert adapter is not None
+    edges = {(e.parent_kind, e.parent_id, e.relation) for e in reg.edges_of("adapter", adapter.id)}
+    assert ("adapter", first.id, "warm_started_from") in edges
+    snap = _train_snapshot(reg, adapter)
+    assert Path(snap.source).is_relative_to(reg.artifacts.root)  # the stored replay mix
+    trained = [e.text_a for e in load_spec(snap.source).split("train")]
+    train_rows, val_rows, _ = split_validation(load_spec(str(pets)), TCFG.seed)
+    assert val_rows and not {e.text_a for e in val_rows} & set(trained)  # held out, not trained
+    assert {e.text_a for e in train_rows} <= set(trained)
+    books = {e.text_a for e in load_spec(str(data["books"])).split("train")}
+    replayed = [t for t in trained if "#" not in t]
+    assert replayed and set(replayed) <= books
+    assert len(replayed) == min(len(train_rows), 48)
+    # the gate's new-data column is the new data's validation rows, under its own name
+    assert [s.column for s in result.scores if s.new] == ["pets_train_only"]
+
+
+def test_update_no_replay_no_warm_start_trains_fresh_on_the_new_data(seeded: Any) -> None:
+    reg, data = seeded
+    result = _update(reg, data["pets"], tolerance=1.0, replay=False, warm_start=False)
+    adapter = result.adapter
+    assert adapter is not None
+    edges = {e.relation for e in reg.edges_of("adapter", adapter.id)}
+    assert edges == {"trained_after_drift"}
+    assert _train_snapshot(reg, adapter).source == continual.data_source(data["pets"])

@@ -170,7 +170,7 @@ def test_streams_quick_never_trains_or_selects_on_report_rows(
     ledger = tmp_path / "ledger.jsonl"
     monkeypatch.setenv(protocol.LEDGER_ENV, str(ledger))
     root = stream_data(tmp_path / "data")
-    methods = streams.METHODS + (streams.VARIANTS if stream == "domain" else ())
+    methods = streams.METHODS + (tuple(streams.VARIANTS) if stream == "domain" else ())
     runs = streams.main(
         ["--stream", stream, "--quick", "--data-root", str(root), "--base", str(tiny_base_dir),
          "--threads", "1", "--out-dir", str(tmp_path / "out"), "--methods", ",".join(methods)]

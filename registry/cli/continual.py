@@ -147,13 +147,15 @@ def drift(
 @click.option(
     "--no-replay",
     is_flag=True,
-    help="Train the new fusion on the new data only (default: plus a sample of earlier data).",
+    help="Train the new adapter (and fusion) on the new data only (default: plus about as many "
+    "replayed rows of the task's earlier data).",
 )
 @click.option(
-    "--warm-start",
-    is_flag=True,
+    "--warm-start/--no-warm-start",
+    default=True,
+    show_default=True,
     help="Start the new adapter version from the current version's weights (a new version; "
-    "the current one is not changed).",
+    "the current one is not changed), or from scratch.",
 )
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (reported).")
 @config_options(TrainConfig, help_prefix="New adapter: ")
@@ -183,7 +185,10 @@ def update(
 ) -> None:
     """Run one continual step: drift → new adapter → re-fuse → evaluate → gate → promote.
 
-    Nothing registered is changed. Re-running after an interruption reuses finished steps.
+    By default the new adapter version starts from the current one's weights and trains on
+    the new data plus replayed rows of the task's earlier data (the variant that won on the
+    measured streams: benchmarks/results/). Nothing registered is changed. Re-running after
+    an interruption reuses finished steps.
     The new adapter starts from the current adapter's recorded recipe (epochs, lr, method,
     ...); options given here override it, and machine settings (--device, --precision,
     --batch-size, --max-tokens) are this machine's. The fusion shares the adapter's settings
@@ -203,7 +208,7 @@ def update(
     Example:
       adapter-registry update sentiment --data data/mds_dvd --dry-run
       adapter-registry update sentiment --data data/mds_dvd --members append --fuse-epochs 2
-      adapter-registry update sentiment --data data/mds_kitchen --warm-start
+      adapter-registry update sentiment --data data/mds_kitchen --no-warm-start --no-replay
     """
     from ..continual import UpdateOptions, inherited_train_config
     from ..continual import update as run_update

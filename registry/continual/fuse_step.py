@@ -67,6 +67,7 @@ def replay_mix(
     new_source: str,
     *,
     seed: int = 0,
+    split: tuple[list[Example], list[Example]] | None = None,
 ) -> tuple[str, dict[str, int]] | None:
     """Store the new data's train split plus replayed earlier train rows; return (path, counts).
 
@@ -77,7 +78,9 @@ def replay_mix(
     split is the new data's. The mix is an artifact (named by its content, so a re-run reuses
     it) recorded as the task's train snapshot. Returns None when there is nothing to replay.
     """
-    new_train = new.split("train")
+    new_train, val = (
+        split if split is not None else (new.split("train"), new.splits.get("validation", []))
+    )
     sources: dict[str, E.Dataset] = {}
     for ds in registry.list_datasets(task.id):
         if ds.split != "train" or ds.source == new_source or not Path(ds.source).exists():
@@ -101,7 +104,6 @@ def replay_mix(
         counts[source] = len(take)
         mixed.extend(take)
     rng.shuffle(mixed)
-    val = new.splits.get("validation", [])
     key = hashlib.sha256(f"{fingerprint(mixed)}:{fingerprint(val)}".encode()).hexdigest()[:16]
     with registry.artifacts.staging("replay") as tmp:
         folder = Path(tmp) / f"{task.name}-{key}"
@@ -121,18 +123,41 @@ def replay_mix(
     return str(stored.path), counts
 
 
+def replay_step(
+    registry: Registry,
+    task: E.Task,
+    bundle: DataBundle,
+    source: str,
+    *,
+    seed: int,
+    split: tuple[list[Example], list[Example]],
+    say: Callable[[str], None],
+) -> str | None:
+    """Return the path of the replay mix the new adapter (and any fusion) trains on, or None
+    when the task has no earlier data to replay."""
+    mix = replay_mix(registry, task, bundle, source, seed=seed, split=split)
+    if mix is None:
+        say("replay: no earlier data of the task to replay; training on the new data only")
+        return None
+    path, counts = mix
+    say(
+        "replay: training data = new data + replayed rows of earlier data ("
+        + ", ".join(f"{domain_name(k)} {v}" for k, v in counts.items())
+        + ")"
+    )
+    return path
+
+
 def fuse_step(
     registry: Registry,
     task: E.Task,
     spec: str,
     bundle: DataBundle,
-    source: str,
     *,
     member_ids: list[int],
     name: str,
     config: FuseConfig,
-    replay: bool,
-    seed: int,
+    mix: str | None,
     progress: bool,
     reused: list[str],
     say: Callable[[str], None],
@@ -144,18 +169,8 @@ def fuse_step(
         say(f"fuse: reusing {fusion.ref}")
         return fusion
     refs = [registry.get_adapter_version(i).ref for i in member_ids]
-    data: Any = spec
-    given: DataBundle | None = bundle
-    if replay:
-        mix = replay_mix(registry, task, bundle, source, seed=seed)
-        if mix is not None:
-            data, counts = mix
-            given = None  # the mix is other data: fuse loads it
-            say(
-                "fuse: training data = new data + replayed rows of earlier data ("
-                + ", ".join(f"{domain_name(k)} {v}" for k, v in counts.items())
-                + ")"
-            )
+    data: Any = spec if mix is None else mix
+    given: DataBundle | None = bundle if mix is None else None  # a mix is other data: fuse loads it
     fusion = fuse(
         registry, task.name, refs, data, name=name, config=config, progress=progress, bundle=given
     ).fusion

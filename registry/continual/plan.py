@@ -60,6 +60,7 @@ def plan_lines(
     epochs: int,
     validation_how: str,
     warm_start: bool,
+    replay: bool,
     policy: str,
     alias: str,
     tolerance: float,
@@ -68,20 +69,24 @@ def plan_lines(
     """Return the plan, one line per step, as ``update`` prints it (``adapter_name``: the
     new adapter's name when it is not the reference's)."""
     start = f", starting from {reference.ref}'s weights" if warm_start else ""
+    mixed = " plus replayed rows of the task's earlier data" if replay else ""
     what = (
         f"adapter {adapter_name!r} (current: {reference.ref})"
         if adapter_name and adapter_name != reference.name
         else f"a new version of adapter {reference.name!r}"
     )
     lines = [
-        f"train {what} on {source} "
+        f"train {what} on {source}{mixed} "
         f"({train_rows} rows, {epochs} epochs, validation: {validation_how}"
         f"{start}), after this drift report"
     ]
     planned = plan_members(registry, task, production, reference, NEW, policy)
     if planned is not None:
         names = ["NEW" if i == NEW else registry.get_adapter_version(i).ref for i in planned[0]]
-        lines.append(f"fuse {planned[1]!r} over [{', '.join(names)}] on the new data")
+        lines.append(
+            f"fuse {planned[1]!r} over [{', '.join(names)}] on the new data"
+            + (" (with the same replayed rows)" if replay else "")
+        )
     else:
         lines.append("no fusion (production is a single adapter; --members replace)")
     lines.append(

@@ -30,7 +30,7 @@ def train_step(
     registry: Registry,
     task: str,
     spec: str,
-    bundle: DataBundle,
+    bundle: DataBundle | None,
     *,
     reference: E.AdapterVersion,
     report: E.DriftReport,
@@ -41,7 +41,10 @@ def train_step(
     reused: list[str],
     say: Callable[[str], None],
 ) -> E.AdapterVersion:
-    """Return the new adapter version: reused from an interrupted run, or trained now."""
+    """Return the new adapter version: reused from an interrupted run, or trained now.
+
+    ``spec``/``bundle``: what it trains on (a replay mix is a path, with ``bundle`` None).
+    """
     adapter = adapter_after(registry, task, report)
     if adapter is not None:
         reused.append(f"adapter {adapter.ref}")

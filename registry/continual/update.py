@@ -14,7 +14,14 @@ from typing import Any
 
 from .. import entities as E
 from ..configs import FuseConfig, TrainConfig
-from ..data import DataBundle, check_labels, fingerprint, load_spec, split_validation
+from ..data import (
+    DataBundle,
+    check_labels,
+    fingerprint,
+    label_distribution,
+    load_spec,
+    split_validation,
+)
 from ..errors import InvalidInput
 from ..runtime import pick_device
 from ..store import Registry
@@ -30,7 +37,7 @@ from .common import (
 )
 from .drift_check import DriftCheck, check_drift, existing_report, new_split, reused_check
 from .evaluate import Score, compare, task_columns
-from .fuse_step import fuse_step
+from .fuse_step import fuse_step, replay_step
 from .gate import check_gate_metric, choose_gate_metric, gate
 from .plan import check_policy, plan_lines, plan_members
 from .promote import production_history, promote
@@ -51,12 +58,13 @@ class UpdateOptions:
             when the new data's validation classes are imbalanced; see :mod:`.gate`).
         members: ``replace`` the task's old version in the fusion, or ``append`` the new one.
         adapter_name: name of the new adapter (default: a new version of the reference's name).
-        replay: train the new fusion on the new data plus a sample of the data the task learned
-            earlier (its recorded train snapshots), so the fusion layer, unlike the frozen
-            adapters, does not drift towards the newest domain only.
+        replay: train the new adapter version (and any re-fused model) on the new data plus a
+            sample of the data the task learned earlier (its recorded train snapshots, about as
+            many rows as the new data), so it keeps what the task knew instead of drifting
+            towards the newest domain only. On by default: measured in benchmarks/streams.py.
         warm_start: start the new adapter version from the reference version's weights (and
             head) instead of from scratch; it is still a new version (``warm_started_from``
-            edge) and the reference is never changed.
+            edge) and the reference is never changed. On by default (measured, like replay).
         alias: the alias to promote (``production``).
         force: promote even when the gate refuses (its verdict is still reported).
     """
@@ -72,7 +80,7 @@ class UpdateOptions:
     members: str = "replace"
     adapter_name: str | None = None
     replay: bool = True
-    warm_start: bool = False
+    warm_start: bool = True
     alias: str = PRODUCTION
     force: bool = False
     progress: bool = True
@@ -206,7 +214,7 @@ def update(
         out.plan.append("no drift: nothing to train")
         return out
     tcfg = opts.train()
-    _, val_rows, val_how = split_validation(bundle, tcfg.seed)
+    train_rows, val_rows, val_how = split_validation(bundle, tcfg.seed)
     out.plan = plan_lines(
         registry,
         task,
@@ -218,6 +226,7 @@ def update(
         epochs=tcfg.epochs,
         validation_how=val_how,
         warm_start=opts.warm_start,
+        replay=opts.replay,
         policy=opts.members,
         alias=opts.alias,
         tolerance=opts.tolerance,
@@ -227,19 +236,36 @@ def update(
         out.gate = "dry run: nothing written"
         return out
     assert check.report is not None
+    if val_rows:  # the new data's validation, under its own name (the gate's "new data" column)
+        registry.record_dataset(
+            task_row.id, run.source, MATRIX_SPLIT, len(val_rows), fingerprint(val_rows),
+            label_distribution(val_rows),
+        )  # fmt: skip
+    mix = (
+        replay_step(
+            registry,
+            task_row,
+            bundle,
+            run.source,
+            seed=opts.seed,
+            split=(train_rows, val_rows),
+            say=run.say,
+        )  # fmt: skip
+        if opts.replay
+        else None
+    )
     out.adapter = train_step(
-        registry, task, spec, bundle, reference=run.reference, report=check.report, config=tcfg,
-        name=opts.adapter_name, warm_start=opts.warm_start, progress=opts.progress,
-        reused=out.reused, say=run.say,
+        registry, task, spec if mix is None else mix, bundle if mix is None else None,
+        reference=run.reference, report=check.report, config=tcfg, name=opts.adapter_name,
+        warm_start=opts.warm_start, progress=opts.progress, reused=out.reused, say=run.say,
     )  # fmt: skip
     planned = plan_members(
         registry, task, run.production, run.reference, out.adapter.id, opts.members
     )
     if planned is not None:
         out.fusion = fuse_step(
-            registry, task_row, spec, bundle, run.source, member_ids=planned[0],
-            name=planned[1], config=opts.fuse(), replay=opts.replay, seed=opts.seed,
-            progress=opts.progress, reused=out.reused, say=run.say,
+            registry, task_row, spec, bundle, member_ids=planned[0], name=planned[1],
+            config=opts.fuse(), mix=mix, progress=opts.progress, reused=out.reused, say=run.say,
         )  # fmt: skip
     _evaluate_gate_promote(run, out, tcfg, val_rows)
     return out
