@@ -114,6 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--progress", action="store_true")
     p.add_argument(
+        "--borrow-order",
+        type=int,
+        choices=sorted(TASK_ORDERS),
+        help="Task streams: take the order-independent runs (joint, registry) of these seeds "
+        "from that order's results file, with columns reordered, instead of training them again.",
+    )
+    p.add_argument(
         "--matrix-on",
         choices=("report", "dev"),
         default="report",
@@ -762,6 +769,53 @@ def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, l
     return runs, singles
 
 
+ORDER_FREE = ("joint", "registry")
+
+
+def borrowed_runs(
+    args: argparse.Namespace, seeds: list[int]
+) -> tuple[list[MethodRun], dict[int, list[float]]]:
+    """Order-independent runs of another task order, their columns put in this order.
+
+    ``joint`` trains once on every task's rows and the registry trains each task's own adapter
+    on its own rows: neither depends on the order of the tasks, so their per-task accuracies
+    carry over (same seeds, same sizes, same rows); only the matrix layout changes.
+    """
+    src = argparse.Namespace(**{**vars(args), "order": args.borrow_order, "borrow_order": None})
+    path = args.out_dir / f"streams_{stream_name(src)}.json"
+    if not path.exists():
+        raise SystemExit(f"--borrow-order {args.borrow_order}: {path} does not exist")
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if any(old["args"].get(k) != str(getattr(args, k)) for k in SIZE_KEYS):
+        raise SystemExit(f"--borrow-order: {path} was run at other sizes")
+    before, after = TASK_ORDERS[args.borrow_order], TASK_ORDERS[args.order]
+    perm = [before.index(name) for name in after]
+    n = len(after)
+    runs: list[MethodRun] = []
+    for r in old["runs"]:
+        if r["method"] not in ORDER_FREE or r["seed"] not in seeds:
+            continue
+        last = r["matrix"][-1]
+        acc = [last[k] for k in perm]
+        if r["method"] == "joint":
+            matrix = [acc]
+        else:
+            matrix = [[acc[j] if j <= i else None for j in range(n)] for i in range(n)]
+        runs.append(
+            MethodRun(
+                r["method"], r["seed"], matrix, r["wall_s"],
+                [r["trainable_params"][k] for k in perm] if len(r["trainable_params"]) == n
+                else r["trainable_params"],
+                [r["storage_bytes"][k] for k in perm] if len(r["storage_bytes"]) == n
+                else r["storage_bytes"],
+                r["epochs"], [*r["notes"], f"borrowed from order {args.borrow_order}"],
+                r["record"],
+            )
+        )  # fmt: skip
+    singles = {int(k): [v[i] for i in perm] for k, v in old["single"].items() if int(k) in seeds}
+    return runs, singles
+
+
 def main(argv: list[str] | None = None) -> list[MethodRun]:
     """Run the stream for every seed and method; write the results after each run."""
     args = parse_args(argv)
@@ -787,6 +841,15 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
         print(md.read_text(encoding="utf-8"))
         return runs
     runs, singles = earlier_runs(args)
+    if args.borrow_order is not None:
+        if args.stream != "task":
+            raise SystemExit("--borrow-order is for task streams")
+        seeds = [int(s) for s in args.seeds.split(",")]
+        got, got_single = borrowed_runs(args, seeds)
+        have = {(r.method, r.seed) for r in got}
+        runs = [r for r in runs if (r.method, r.seed) not in have] + got
+        singles.update(got_single)
+        methods = [m for m in methods if m not in ORDER_FREE]
     with tempfile.TemporaryDirectory(prefix="streams-") as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
             stream = Stream(args, seed, Path(tmp), ledger)
