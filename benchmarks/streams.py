@@ -835,6 +835,12 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
     if args.report_only:
         args.methods = ""
         runs, singles = earlier_runs(args)
+        if args.borrow_order is not None:
+            seeds = sorted({r.seed for r in runs})
+            got, got_single = borrowed_runs(args, seeds)
+            have = {(r.method, r.seed) for r in got}
+            runs = [r for r in runs if (r.method, r.seed) not in have] + got
+            singles.update(got_single)
         if not runs:
             raise SystemExit(f"no results at these sizes in {args.out_dir}")
         md = write_report(args, runs, singles, started, done=True)
