@@ -54,7 +54,7 @@ def minilm_path() -> Path:
 def subsample(src: Path, dst: Path, rows: int | None, seed: int) -> Path:
     """Copy a domain folder with a seeded sample of ``rows`` train rows (validation unchanged)."""
     dst.mkdir(parents=True)
-    train = (src / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    train = [ln for ln in (src / "train.jsonl").read_text(encoding="utf-8").split("\n") if ln]
     if rows is not None and rows < len(train):
         idx = sorted(random.Random(seed).sample(range(len(train)), rows))
         train = [train[i] for i in idx]

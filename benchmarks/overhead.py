@@ -41,9 +41,9 @@ MODES = ("registry", "direct")
 def write_data(args: argparse.Namespace, folder: Path) -> Path:
     """Write the seeded train sample and the validation rows as a jsonl folder."""
     src = Path(args.data_root) / args.dataset
-    train = (src / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    train = [ln for ln in (src / "train.jsonl").read_text(encoding="utf-8").split("\n") if ln]
     random.Random(0).shuffle(train)
-    val = (src / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+    val = [ln for ln in (src / "validation.jsonl").read_text(encoding="utf-8").split("\n") if ln]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("\n".join(train[: args.rows]) + "\n", encoding="utf-8")
     (folder / "validation.jsonl").write_text(

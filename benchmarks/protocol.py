@@ -59,7 +59,9 @@ class Splits:
 def read_rows(root: Path, dataset: str, split: str) -> list[Row]:
     """Return the rows of ``<root>/<dataset>/<split>.jsonl``."""
     path = Path(root) / dataset / f"{split}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
 
 
 def report_split_of(root: Path, dataset: str) -> str:
