@@ -60,7 +60,7 @@ def plan_lines(
     epochs: int,
     validation_how: str,
     warm_start: bool,
-    replay: bool,
+    replay: bool = True,
     policy: str,
     alias: str,
     tolerance: float,

@@ -236,24 +236,7 @@ def update(
         out.gate = "dry run: nothing written"
         return out
     assert check.report is not None
-    if val_rows:  # the new data's validation, under its own name (the gate's "new data" column)
-        registry.record_dataset(
-            task_row.id, run.source, MATRIX_SPLIT, len(val_rows), fingerprint(val_rows),
-            label_distribution(val_rows),
-        )  # fmt: skip
-    mix = (
-        replay_step(
-            registry,
-            task_row,
-            bundle,
-            run.source,
-            seed=opts.seed,
-            split=(train_rows, val_rows),
-            say=run.say,
-        )  # fmt: skip
-        if opts.replay
-        else None
-    )
+    mix = _replay(run, train_rows, val_rows)
     out.adapter = train_step(
         registry, task, spec if mix is None else mix, bundle if mix is None else None,
         reference=run.reference, report=check.report, config=tcfg, name=opts.adapter_name,
@@ -269,6 +252,22 @@ def update(
         )  # fmt: skip
     _evaluate_gate_promote(run, out, tcfg, val_rows)
     return out
+
+
+def _replay(run: _Run, train_rows: list[Any], val_rows: list[Any]) -> str | None:
+    """Record the new validation rows under the new data's name (the gate's "new data"
+    column), then build the replay mix the new adapter trains on (None: no replay)."""
+    if val_rows:
+        run.registry.record_dataset(
+            run.task.id, run.source, MATRIX_SPLIT, len(val_rows), fingerprint(val_rows),
+            label_distribution(val_rows),
+        )  # fmt: skip
+    if not run.options.replay:
+        return None
+    return replay_step(
+        run.registry, run.task, run.bundle, run.source, seed=run.options.seed,
+        split=(train_rows, val_rows), say=run.say,
+    )  # fmt: skip
 
 
 def _drift(run: _Run) -> DriftCheck:
