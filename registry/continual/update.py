@@ -61,7 +61,7 @@ class UpdateOptions:
         replay: train the new adapter version (and any re-fused model) on the new data plus a
             sample of the data the task learned earlier (its recorded train snapshots, about as
             many rows as the new data), so it keeps what the task knew instead of drifting
-            towards the newest domain only. On by default: measured in benchmarks/streams.py.
+            towards the newest domain only. On by default (benchmarks/RESULTS.md, streams).
         warm_start: start the new adapter version from the reference version's weights (and
             head) instead of from scratch; it is still a new version (``warm_started_from``
             edge) and the reference is never changed. On by default (measured, like replay).
