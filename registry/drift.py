@@ -30,9 +30,11 @@ nothing changed. Overall drift is the OR of the decisive tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from scipy import stats
 
 from registry.drift_profiles import (
@@ -229,7 +231,18 @@ class DriftResult:
         }
 
 
-# long: the decision rule stays one piece beside the module docstring; make mutants mutates it whole
+#: How many quantiles of a permutation null distribution a report keeps (for ``drift show``).
+NULL_QUANTILES = 201
+
+
+def null_quantiles(null: Sequence[float]) -> list[float]:
+    """Return evenly spaced quantiles (min to max) of a permutation null distribution."""
+    if not null:
+        return []
+    qs = np.quantile(np.asarray(null, dtype=np.float64), np.linspace(0.0, 1.0, NULL_QUANTILES))
+    return [float(v) for v in qs]
+
+
 def detect_drift(
     ref: ReferenceProfile,
     new: ReferenceProfile,
@@ -288,6 +301,7 @@ def detect_drift(
         )
         details = mmd.to_dict()
         del details["statistic"], details["p_value"]
+        details["null_quantiles"] = null_quantiles(mmd.null)
         tests.append(
             DriftTest(
                 name="embedding_mmd",

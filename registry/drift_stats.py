@@ -45,6 +45,8 @@ class MMDResult:
     n_permutations: int
     bandwidth: float
     seed: int
+    #: The permutation statistics (the null distribution the observed one is ranked in).
+    null: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -185,6 +187,7 @@ def mmd_permutation_test(
     observed = float(_mmd2_for_masks(kernel, observed_mask, n, m, row_sums, total)[0])
 
     exceed = 0
+    null: list[float] = []
     # Ties (e.g. identical samples) must count as "≥": compare with a small tolerance.
     threshold = observed - 1e-12 * max(1.0, abs(observed))
     done = 0
@@ -194,6 +197,7 @@ def mmd_permutation_test(
         masks = np.zeros((p, size))
         masks[np.arange(p)[:, None], order[:, :n]] = 1.0
         perm_stats = _mmd2_for_masks(kernel, masks, n, m, row_sums, total)
+        null.extend(float(v) for v in perm_stats)
         exceed += int(np.count_nonzero(perm_stats >= threshold))
         done += p
 
@@ -206,6 +210,7 @@ def mmd_permutation_test(
         n_permutations=n_permutations,
         bandwidth=bandwidth,
         seed=seed,
+        null=tuple(null),
     )
 
 

@@ -123,6 +123,7 @@ def test_detect_drift_reports_every_statistic_and_its_defaults() -> None:
     assert mmd is not None and lab is not None
     direct = mmd_permutation_test(ref.embeddings, new.embeddings)
     assert (mmd.statistic, mmd.p_value) == (direct.statistic, direct.p_value)
+    null = mmd.details.pop("null_quantiles")
     assert mmd.details == {
         "n_ref": 500,
         "n_new": 500,
@@ -130,6 +131,11 @@ def test_detect_drift_reports_every_statistic_and_its_defaults() -> None:
         "bandwidth": direct.bandwidth,
         "seed": 0,
     }
+    # the null distribution the p-value ranks the statistic in: its quantiles, min to max
+    assert len(direct.null) == 500 and len(null) == 201
+    assert (null[0], null[-1]) == (min(direct.null), max(direct.null))
+    exceed = sum(v >= mmd.statistic - 1e-12 * max(1.0, abs(mmd.statistic)) for v in direct.null)
+    assert mmd.p_value == (1 + exceed) / 501
     chi = label_shift_test({"a": 30, "b": 20}, {"a": 20, "b": 30})
     assert (lab.statistic, lab.p_value) == (chi.statistic, chi.p_value)
     assert lab.details == {"dof": 1, "counts": {"a": [30, 20], "b": [20, 30]}}

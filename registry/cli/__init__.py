@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import RegistryError
 from ..settings import debug_enabled
 from ..store.commits import committed_writes
-from . import admin, bases, browse, continual, fusing, hub, meta, serve, training
+from . import admin, bases, browse, continual, drift_reports, fusing, hub, meta, serve, training
 
 
 class CliError(click.ClickException):
@@ -125,7 +125,7 @@ def cli(ctx: click.Context, home: Path | None, db: str | None, artifacts: str | 
     ctx.obj = {"home": home, "db": db, "artifacts": artifacts or None}
 
 
-for _module in (admin, bases, browse, meta, training, fusing, continual, hub, serve):
+for _module in (admin, bases, browse, meta, training, fusing, drift_reports, continual, hub, serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

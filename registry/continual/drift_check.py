@@ -8,11 +8,11 @@ from typing import Any
 
 from .. import entities as E
 from ..data import DataBundle, Example, fingerprint, label_distribution, load_spec
-from ..drift import DriftResult, DriftTest, detect_drift
+from ..drift import DriftResult, DriftTest, ReferenceProfile, detect_drift
 from ..errors import InvalidInput
 from ..runtime import pick_device
 from ..store import Registry
-from .common import current_reference, data_source
+from .common import current_reference, data_source, production_entity
 
 
 @dataclass
@@ -28,6 +28,8 @@ class DriftCheck:
     dataset: E.Dataset | None = None
     report: E.DriftReport | None = None
     reused: bool = False
+    #: The versions whose training data the reference profile covers (a fusion: every member).
+    covers: tuple[str, ...] = ()
 
     @property
     def drift(self) -> bool:
@@ -40,6 +42,7 @@ class DriftCheck:
             "task": self.task,
             "drift": self.drift,
             "reference": self.reference.ref,
+            "reference_covers": list(self.covers or (self.reference.ref,)),
             "split": self.split,
             "rows": self.rows,
             "fingerprint": self.fingerprint,
@@ -96,20 +99,15 @@ def check_drift(
         InvalidInput: the reference adapter has no profile, or the data is unusable.
     """
     from ..loader import load_backbone_for
-    from ..profiles import build_profile, load_profile
+    from ..profiles import build_profile
 
     if not 0.0 < alpha < 1.0:
         raise InvalidInput(f"alpha must be in (0, 1), got {alpha}.", hint="e.g. --alpha 0.05")
     device = pick_device(device)  # refuse a missing GPU before reading any data
     task_row = registry.get_task(task)
     ref = current_reference(registry, task, reference)
-    folder = registry.profile_path(ref)
-    if folder is None:
-        raise InvalidInput(
-            f"{ref.ref} has no reference profile to compare new data with.",
-            hint=f"Train a new version: adapter-registry train {task} --data SPEC --base MODEL",
-        )
-    ref_profile = load_profile(folder)
+    references = _reference_profiles(registry, task, ref, reference)
+    covers = tuple(v.ref for v, _ in references)
     if bundle is None:
         bundle = load_spec(data, text_fields=text_fields, label_field=label_field)
     split, rows = new_split(bundle)
@@ -123,10 +121,13 @@ def check_drift(
     new_profile = build_profile(
         backbone, rows, dataset_fingerprint=fp, seed=seed, max_length=_max_length(registry, ref)
     )
-    result = detect_drift(
-        ref_profile, new_profile, alpha=alpha, seed=seed, n_permutations=n_permutations
+    ref, result = closest_member(
+        [
+            (v, detect_drift(p, new_profile, alpha=alpha, seed=seed, n_permutations=n_permutations))
+            for v, p in references
+        ]
     )
-    check = DriftCheck(task, ref, split, len(rows), fp, result)
+    check = DriftCheck(task, ref, split, len(rows), fp, result, covers=covers)
     if record:
         labelled = [e for e in rows if e.label is not None]
         check.dataset = registry.record_dataset(
@@ -138,12 +139,64 @@ def check_drift(
             new_dataset_id=check.dataset.id,
             alpha=alpha,
             tests=[
-                {**t.to_dict(), "seed": seed, "per_test_alpha": result.per_test_alpha}
+                {
+                    **t.to_dict(),
+                    "seed": seed,
+                    "per_test_alpha": result.per_test_alpha,
+                    "reference_covers": list(covers),
+                }
                 for t in result.tests
             ],
             drift=result.drift,
         )
     return check
+
+
+def _reference_profiles(
+    registry: Registry, task: str, ref: E.AdapterVersion, reference: str | None
+) -> list[tuple[E.AdapterVersion, ReferenceProfile]]:
+    """Return the profiles new data is compared with: one, or every member's of a fusion.
+
+    A fusion in production (or named as ``reference``) answers for the data of all its
+    members, so each member's profile is a reference (see :func:`closest_member`).
+    """
+    from ..profiles import load_profile
+
+    entity = registry.resolve(reference) if reference else production_entity(registry, task)
+    versions = [ref]
+    if isinstance(entity, E.Fusion):
+        members = [registry.get_adapter_version(i) for i in entity.member_ids]
+        with_profile = [v for v in members if v.profile_sha256 is not None]
+        if ref.id in {v.id for v in with_profile}:
+            versions = with_profile
+    out = []
+    for v in versions:
+        folder = registry.profile_path(v)
+        if folder is None:
+            raise InvalidInput(
+                f"{v.ref} has no reference profile to compare new data with.",
+                hint=f"Train a new version: adapter-registry train {task} --data SPEC --base MODEL",
+            )
+        out.append((v, load_profile(folder)))
+    return out
+
+
+def closest_member(
+    results: list[tuple[E.AdapterVersion, DriftResult]],
+) -> tuple[E.AdapterVersion, DriftResult]:
+    """Return the reference the new data fits best: no drift if it fits any member's data.
+
+    Data is drift for a fusion only when it drifts from every member's data. One pooled profile
+    would not do: a member's own data differs from the mixture of all members' data, and MMD
+    finds that difference. Among members that all flag drift (or all do not), the one with the
+    highest smallest decisive p-value is reported.
+    """
+
+    def fit(item: tuple[E.AdapterVersion, DriftResult]) -> tuple[bool, float]:
+        ps = [t.p_value for t in item[1].tests if t.decisive and t.p_value is not None]
+        return item[1].drift, -min(ps, default=1.0)
+
+    return min(results, key=fit)
 
 
 def existing_report(
