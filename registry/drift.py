@@ -243,6 +243,7 @@ def null_quantiles(null: Sequence[float]) -> list[float]:
     return [float(v) for v in qs]
 
 
+# long: the decision rule in one place: each test in turn, then the Bonferroni OR
 def detect_drift(
     ref: ReferenceProfile,
     new: ReferenceProfile,

@@ -130,6 +130,7 @@ def _mmd2_for_masks(
     return mmd2
 
 
+# long: input checks, the kernel and the chunked permutation loop share their arrays
 def mmd_permutation_test(
     x: np.ndarray,
     y: np.ndarray,

@@ -21,7 +21,7 @@ from tests._util import sentiment_rows, write_splits
 FAST = TrainConfig(epochs=2, batch_size=16, lr=5e-3)
 #: serve prints a ready line and logs, not a result.
 NOT_RESULTS = {"serve"}
-LONG_PHASES = {"train", "fuse", "eval", "predict", "attention", "drift", "update"}
+LONG_PHASES = {"train", "fuse", "eval", "predict", "attention", "drift check", "update"}
 
 
 def _commands(group: click.Group = cli, prefix: str = "") -> dict[str, click.Command]:

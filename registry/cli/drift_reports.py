@@ -14,6 +14,7 @@ import click
 
 from .continual import _drift_rows
 from .continual import drift as drift_check
+from .options import output_options
 from .output import echo_json, open_registry, table
 
 
@@ -61,7 +62,7 @@ def _report_data(registry: Any, report: Any) -> dict[str, Any]:
 
 @drift.command("list")
 @click.option("--task", help="Only this task's reports.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def drift_list(ctx: click.Context, task: str | None, as_json: bool) -> None:
     """List saved drift reports, oldest first.
@@ -107,7 +108,7 @@ def drift_list(ctx: click.Context, task: str | None, as_json: bool) -> None:
     show_default=True,
     help="Folder for the PNG (each statistic against its null distribution).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@output_options()
 @click.pass_context
 def drift_show(ctx: click.Context, report_id: int, out: Path, as_json: bool) -> None:
     """Show one drift report: tests, statistics, p-values, decision, and a PNG of each
