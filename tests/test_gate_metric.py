@@ -116,7 +116,11 @@ def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
     assert continual.recorded_scores(reg, incumbent, "macro_f1")[new["dataset_id"]] == (
         pytest.approx(new["incumbent"])
     )
-    assert new["dataset_id"] not in continual.recorded_scores(reg, incumbent)
+    # and its accuracy too, under its own name: the accuracy matrix that report and the UI draw
+    # (tests/test_serve_ui.py's BWT) needs accuracy rows whatever the gate compared
+    accuracy = continual.recorded_scores(reg, incumbent)
+    assert new["dataset_id"] in accuracy
+    assert accuracy[new["dataset_id"]] != pytest.approx(new["incumbent"])
 
     # The same run judged on accuracy promotes (finished steps are reused) and exits 0.
     code, out = _update(data["pets"], "--gate-metric", "accuracy")

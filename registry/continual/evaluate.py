@@ -109,13 +109,26 @@ def evaluate_entity(
     metric: str = MATRIX_METRIC,
 ) -> dict[int, float]:
     """Return ``metric`` (accuracy) of ``entity`` on each column (dataset id → value)."""
+    every = evaluate_metrics(registry, entity, columns, max_length=max_length, device=device)
+    return {ds_id: scores[metric] for ds_id, scores in every.items()}
+
+
+def evaluate_metrics(
+    registry: Registry,
+    entity: E.Entity,
+    columns: list[Column],
+    *,
+    max_length: int = 256,
+    device: str = "cpu",
+) -> dict[int, dict[str, float]]:
+    """Return every metric of ``entity`` on each column (dataset id → metric → value)."""
     from ..loader import load_entity
 
     usable = [c for c in columns if c.examples]
     if not usable:
         return {}
     loaded = load_entity(registry, entity, device)
-    out: dict[int, float] = {}
+    out: dict[int, dict[str, float]] = {}
     for col in usable:
         assert col.examples is not None
         batches, _ = make_batches(
@@ -127,8 +140,7 @@ def evaluate_entity(
             shuffle=False,
             seed=0,
         )
-        scores = evaluate_batches(loaded.backbone, batches, loaded.label_names)
-        out[col.dataset.id] = scores[metric]
+        out[col.dataset.id] = dict(evaluate_batches(loaded.backbone, batches, loaded.label_names))
     return out
 
 
@@ -152,19 +164,27 @@ def score(
     device: str,
     metric: str = MATRIX_METRIC,
 ) -> dict[int, float]:
-    """Return the entity's ``metric`` on every column, evaluating (recording) what is missing."""
-    known = recorded_scores(registry, entity, metric)
-    missing = [c for c in columns if c.dataset.id not in known and c.examples]
-    if missing:
+    """Return the entity's ``metric`` on every column, evaluating (recording) what is missing.
+
+    Accuracy rows are recorded too whatever the gate's metric: they are the accuracy matrix
+    that ``report`` and the UI draw.
+    """
+    wanted = tuple(dict.fromkeys((metric, MATRIX_METRIC)))
+    known = {m: recorded_scores(registry, entity, m) for m in wanted}
+    for m in wanted:  # the gate's metric first; accuracy after, only where it is missing
+        todo = [c for c in columns if c.examples and c.dataset.id not in known[m]]
+        if not todo:
+            continue
         fresh = evaluate_entity(
-            registry, entity, missing, max_length=max_length, device=device, metric=metric
+            registry, entity, todo, max_length=max_length, device=device, metric=m
         )
         registry.log_metrics(
-            entity,
-            [MetricIn(metric, v, MATRIX_SPLIT, ds_id, step) for ds_id, v in fresh.items()],
+            entity, [MetricIn(m, v, MATRIX_SPLIT, ds_id, step) for ds_id, v in fresh.items()]
         )
-        known.update(fresh)
-    return {c.dataset.id: known[c.dataset.id] for c in columns if c.dataset.id in known}
+        known[m].update(fresh)
+    return {
+        c.dataset.id: known[metric][c.dataset.id] for c in columns if c.dataset.id in known[metric]
+    }
 
 
 def compare(
