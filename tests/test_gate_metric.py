@@ -10,7 +10,6 @@ so the verdict is known in advance.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from registry.continual import evaluate as continual_evaluate
 from registry.continual.gate import IMBALANCE_RATIO, choose_gate_metric
 from registry.errors import InvalidInput
 from registry.store import Registry
-from registry.trainer import train
-from tests.test_continual import BOOKS, PETS, TCFG, _write
+from tests.test_continual import seeded  # noqa: F401, F811 (the same seeded registry fixture)
 
 LABELS = ("negative", "positive")
 
@@ -50,20 +48,6 @@ def test_auto_takes_macro_f1_only_above_the_imbalance_ratio() -> None:
         choose_gate_metric("f1", _labels(1, 1), LABELS)
     with pytest.raises(InvalidInput, match="auto, accuracy or macro_f1"):
         continual.UpdateOptions(gate_metric="recall")
-
-
-@pytest.fixture
-def seeded(tmp_path: Path, tiny_base_dir: Path) -> Iterator[tuple[Registry, dict[str, Path]]]:
-    reg = Registry.init(tmp_path / "home")
-    data = {
-        "books": _write(tmp_path / "books", BOOKS, seed=1),
-        "books2": _write(tmp_path / "books2", BOOKS, seed=2),
-        "pets": _write(tmp_path / "pets", PETS, seed=3, pos_share=0.85),
-    }
-    out = train(reg, "sentiment", data["books"], str(tiny_base_dir), config=TCFG, progress=False)
-    reg.set_alias("sentiment", "production", out.version.uid)
-    yield reg, data
-    reg.close()
 
 
 def _majority_like(delta: float) -> Any:
@@ -100,7 +84,8 @@ def _update(data: Path, *extra: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
-    seeded: Any, monkeypatch: pytest.MonkeyPatch
+    seeded: Any,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reg, data = seeded
     monkeypatch.setattr(continual_evaluate, "evaluate_entity", _majority_like(0.05))
@@ -129,7 +114,7 @@ def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
     assert reg.resolve("sentiment:production").ref == "sentiment@2"
 
 
-def test_no_drift_exits_0(seeded: Any) -> None:
+def test_no_drift_exits_0(seeded: Any) -> None:  # noqa: F811 (the imported fixture)
     _, data = seeded
     code, out = _update(data["books2"])
     assert code == 0 and out["candidate"] is None and out["gate_metric"] is None, out
