@@ -290,7 +290,8 @@ class DriftReport(_Record):
 
 @dataclass(frozen=True)
 class Promotion(_Record):
-    """One step of a task's production history (``update`` promoted this model)."""
+    """One step of a task's production history (``update`` promoted this model), or a candidate
+    the gate refused (``outcome == "refused"``, at the step it would have taken)."""
 
     id: int
     task_id: int
@@ -300,6 +301,15 @@ class Promotion(_Record):
     dataset_id: int | None
     alias: str
     created_at: datetime
+    #: The metric the gate compared (None: not gated, e.g. the step-0 model).
+    gate_metric: str | None = None
+    gate_reason: str | None = None
+    outcome: str = "promoted"
+
+    @property
+    def promoted(self) -> bool:
+        """Return True for a production step, False for a refused candidate."""
+        return self.outcome == "promoted"
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,8 @@ class SqlDriftReport(Base):
 
 
 class SqlPromotion(Base):
-    """One step of a task's production history: which model ``update`` promoted, and when."""
+    """One step of a task's production history: which model ``update`` promoted, and when, on
+    which gate metric; also a candidate the gate refused (``outcome``)."""
 
     __tablename__ = "promotions"
     __table_args__ = (UniqueConstraint("entity_kind", "entity_id"),)
@@ -248,6 +249,12 @@ class SqlPromotion(Base):
     #: The validation snapshot of the data learned at this step.
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
     alias: Mapped[str] = mapped_column(String(100))
+    #: What the gate compared (``accuracy``/``macro_f1``) and said; None where nothing gated
+    #: (the step-0 model, rows from before revision 0006).
+    gate_metric: Mapped[str | None] = mapped_column(String(20))
+    gate_reason: Mapped[str | None] = mapped_column(Text)
+    #: ``promoted``, or ``refused``: a candidate the gate kept out (at the step it would take).
+    outcome: Mapped[str] = mapped_column(String(20), default="promoted", server_default="promoted")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -30,6 +30,7 @@ def _heatmap_png(
     vmax: float,
     annotate: bool,
     colorbar_label: str,
+    split_after: int | None = None,
 ) -> Path:
     """Draw ``data`` as an annotated heatmap into a PNG at ``path`` (Agg canvas, no pyplot)."""
     import textwrap
@@ -65,6 +66,8 @@ def _heatmap_png(
                 if not math.isfinite(v):
                     color = "gray"
                 ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
+    if split_after is not None and split_after < n_rows:  # rows below the line are apart
+        ax.axhline(split_after - 0.5, color="red", linewidth=2)
     fig.colorbar(im, ax=ax, label=colorbar_label)
     path = Path(path)
     try:
@@ -78,11 +81,24 @@ def _heatmap_png(
     return path
 
 
-def plot_matrix_png(matrix: AccuracyMatrix, path: Path, title: str) -> Path:
-    """Write the accuracy matrix as an annotated heatmap PNG and return its path."""
+def plot_matrix_png(
+    matrix: AccuracyMatrix,
+    path: Path,
+    title: str,
+    refused: Sequence[tuple[str, Sequence[float | None]]] = (),
+) -> Path:
+    """Write the accuracy matrix as an annotated heatmap PNG and return its path.
+
+    ``refused``: (label, accuracy per column) of candidates the gate refused, drawn under a red
+    line after the production rows.
+    """
+    extra = np.array(
+        [[math.nan if v is None else v for v in values] for _, values in refused],
+        dtype=np.float64,
+    ).reshape(len(refused), matrix.values.shape[1])
     return _heatmap_png(
-        matrix.values,
-        [f"after {s}" for s in matrix.step_names],
+        np.vstack([matrix.values, extra]),
+        [f"after {s}" for s in matrix.step_names] + [f"refused {label}" for label, _ in refused],
         matrix.task_names,
         Path(path),
         title,
@@ -92,6 +108,7 @@ def plot_matrix_png(matrix: AccuracyMatrix, path: Path, title: str) -> Path:
         vmax=1.0,
         annotate=True,
         colorbar_label="accuracy",
+        split_after=matrix.n_steps if refused else None,
     )
 
 

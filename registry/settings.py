@@ -21,8 +21,8 @@ ARTIFACTS_ENV = "ADAPTER_REGISTRY_ARTIFACTS"
 
 #: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it against
 #: the scripts; it lives here so that neither the store nor the fast reader imports Alembic.
-SCHEMA_HEAD = "0005"
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+SCHEMA_HEAD = "0006"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 
 
 @dataclass(frozen=True)

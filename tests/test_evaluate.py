@@ -177,3 +177,23 @@ def test_plot_attention_png(tmp_path: Path) -> None:
     _assert_png(out)
     with pytest.raises(InvalidInput):
         plot_attention_png(weights, ["only-one"], tmp_path / "bad.png", "Fusion")
+
+
+def _red_pixels(path: Path) -> int:
+    from matplotlib.image import imread
+
+    img = imread(path)
+    return int(((img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)).sum())
+
+
+def test_plot_matrix_png_draws_refused_candidates_under_a_red_line(tmp_path: Path) -> None:
+    m = AccuracyMatrix([[0.9, np.nan], [0.8, 0.85]], ["A", "B"])
+    plain = plot_matrix_png(m, tmp_path / "plain.png", "Accuracy matrix")
+    refused = plot_matrix_png(
+        m, tmp_path / "refused.png", "Accuracy matrix", [("2: cand@1", [0.7, None])]
+    )
+    _assert_png(refused)
+    assert _red_pixels(plain) == 0
+    assert _red_pixels(refused) > 100  # the line between production rows and the candidate
+    with pytest.raises(ValueError):  # a candidate row has one value per column
+        plot_matrix_png(m, tmp_path / "bad.png", "t", [("x", [0.5])])

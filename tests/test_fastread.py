@@ -77,6 +77,8 @@ def rich_registry(tmp_path: Path) -> Registry:
         lineage=[EdgeIn("adapter", v1.id, "fused_from"), EdgeIn("adapter", v2.id, "fused_from")],
     )
     reg.set_alias("sentiment", "production", f"f{fusion.id}")
+    reg.record_promotion(fusion, 1, None, "production", gate_metric="macro_f1", gate_reason="won")
+    reg.record_promotion(v2, 1, None, "production", gate_metric="accuracy", outcome="refused")
     reg.set_alias("sentiment", "books", "books@1")
     reg.record_hub_link(
         fusion, repo_id="team/fusion", commit_sha="c" * 40, revision="main", direction="push"
@@ -120,6 +122,11 @@ def test_reader_answers_plain_reads_and_defers_the_rest(rich_registry: Registry)
         fusion = reader.resolve("sentiment:production")
         assert fusion.kind == "fusion" and fusion.members == ("dvd@1", "books@1")
         assert reader.resolve("books@1").status == "deprecated"
+        promoted, refused = reader.promotion_of(fusion), reader.promotion_of(reader.resolve("dvd"))
+        assert promoted is not None and refused is not None
+        assert (promoted.outcome, promoted.gate_metric) == ("promoted", "macro_f1")
+        assert (refused.outcome, refused.gate_metric) == ("refused", "accuracy")
+        assert reader.promotion_of(reader.resolve("books@1")) is None
         assert [a.target_ref for a in reader.aliases()] == ["books@1", "sentiment-fusion@1"]
         for ref in ("books", "1", "sentiment:nope", "nothing", "dvd@x", "a99"):
             with pytest.raises(fastread.Fallback):

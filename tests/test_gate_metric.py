@@ -86,6 +86,7 @@ def _update(data: Path, *extra: str) -> tuple[int, dict[str, Any]]:
 def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
     seeded: Any,  # noqa: F811 (the fixture imported above)
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     reg, data = seeded
     monkeypatch.setattr(continual_evaluate, "evaluate_entity", _majority_like(0.05))
@@ -107,11 +108,70 @@ def test_a_majority_class_win_is_refused_on_macro_f1_with_exit_4(
     assert new["dataset_id"] in accuracy
     assert accuracy[new["dataset_id"]] != pytest.approx(new["incumbent"])
 
+    _refusal_is_recorded_shown_and_drawn(reg, tmp_path, new["dataset_id"], out["gate"])
+
     # The same run judged on accuracy promotes (finished steps are reused) and exits 0.
     code, out = _update(data["pets"], "--gate-metric", "accuracy")
     assert (code, out["gate_metric"], out["promoted"]) == (0, "accuracy", True), out
     assert out["adapter"] == "sentiment@2" and out["reused"], out
     assert reg.resolve("sentiment:production").ref == "sentiment@2"
+    # the promotion row carries the metric its gate compared; the refusal became the promotion
+    promotions = reg.promotions(reg.get_task("sentiment").id)
+    assert [(p.step, p.outcome, p.gate_metric) for p in promotions] == [
+        (0, "promoted", None),  # production before the first update: never gated
+        (1, "promoted", "accuracy"),
+    ]
+    assert promotions[1].gate_reason == out["gate"]
+    rep = _cli_json("report", "--task", "sentiment", "--out", str(tmp_path / "r2"))[0]
+    assert [(g["ref"], g["gate_metric"]) for g in rep["gates"]] == [
+        ("sentiment@1", None),
+        ("sentiment@2", "accuracy"),
+    ]
+    assert rep["refused"] == []
+    text = CliRunner().invoke(cli, ["report", "--task", "sentiment", "--out", str(tmp_path)])
+    assert "- step 1: sentiment@2 (gate on accuracy: beats the current model" in text.output
+    shown = _cli_json("show", "sentiment@2")["promotion"]
+    assert (shown["outcome"], shown["gate_metric"], shown["step"]) == ("promoted", "accuracy", 1)
+    assert "promoted      step 1 to production (gate on accuracy" in (
+        CliRunner().invoke(cli, ["show", "sentiment@2"]).output
+    )
+
+
+def _cli_json(*args: str) -> Any:
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _refusal_is_recorded_shown_and_drawn(
+    reg: Registry, tmp_path: Path, new_dataset_id: int, gate: str
+) -> None:
+    """After the macro-F1 refusal: the candidate is a ``refused`` row with its gate metric,
+    ``show`` says so, and ``report`` draws it under the matrix without counting it."""
+    (refusal,) = reg.promotions(reg.get_task("sentiment").id)
+    assert (refusal.outcome, refusal.step, refusal.gate_metric) == ("refused", 1, "macro_f1")
+    assert (refusal.entity_id, refusal.dataset_id, refusal.gate_reason) == (
+        reg.resolve("sentiment@2").id,
+        new_dataset_id,
+        gate,
+    )
+    assert continual.production_history(reg, "sentiment") == []
+    shown = _cli_json("show", "sentiment@2")["promotion"]
+    assert (shown["outcome"], shown["gate_metric"]) == ("refused", "macro_f1")
+    assert "refused       at step 1 for production (gate on macro_f1: does not beat" in (
+        CliRunner().invoke(cli, ["show", "sentiment@2"]).output
+    )
+    rep = _cli_json("report", "--task", "sentiment", "--out", str(tmp_path / "r1"))[0]
+    assert rep["matrix"]["steps"] == ["0: sentiment@1"]  # production only
+    (row,) = rep["refused"]
+    assert (row["ref"], row["step"], row["gate_metric"]) == ("sentiment@2", 1, "macro_f1")
+    tasks = rep["matrix"]["tasks"]
+    candidate_acc = continual.recorded_scores(reg, reg.resolve("sentiment@2"))
+    assert row["values"][tasks.index("pets")] == pytest.approx(candidate_acc[new_dataset_id])
+    assert Path(rep["png"]).is_file()
+    text = CliRunner().invoke(cli, ["report", "--task", "sentiment", "--out", str(tmp_path)])
+    assert "| refused by the gate | " in text.output
+    assert "| 1: sentiment@2 (macro_f1) | " in text.output
 
 
 def test_no_drift_exits_0(seeded: Any) -> None:  # noqa: F811 (the imported fixture)

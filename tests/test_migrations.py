@@ -120,7 +120,7 @@ def test_behind_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
     database.upgrade("0001")
     with pytest.raises(SchemaOutOfDate) as info:
         Registry.open(home)
-    assert "found revision 0001, expected 0005" in str(info.value)
+    assert "found revision 0001, expected 0006" in str(info.value)
     assert info.value.hint == "Run: adapter-registry db upgrade"
     database.upgrade()
     Registry.open(home).close()
@@ -268,4 +268,55 @@ def test_0005_starts_each_alias_history_and_round_trips(
         assert conn.execute(text("SELECT count(*) FROM fusions")).scalar() == 1
     database.upgrade()
     assert len(Registry(database.settings, database).alias_history("sent")) == 2
+    database.dispose()
+
+
+def test_0006_keeps_promotions_as_ungated_and_drops_refusals_on_downgrade(
+    backend_url: str | None, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    database = Database(load_settings(tmp_path / "home", backend_url))
+    database.upgrade("0005")
+    with database.engine.begin() as conn:
+        for sql in (
+            "INSERT INTO base_models (id, name, revision, architecture, hidden_size, num_layers, "
+            "created_at) VALUES (1, 'bert', 'abc', 'bert', 32, 2, '2026-01-01')",
+            "INSERT INTO tasks (id, name, kind, label_names, text_fields, base_model_id, "
+            "created_at) VALUES (1, 'sent', 'single', '[\"n\", \"p\"]', '[\"text\"]', 1, "
+            "'2026-01-01')",
+            "INSERT INTO adapters (id, name, task_id, created_at) VALUES (1, 'books', 1, "
+            "'2026-01-01')",
+            "INSERT INTO adapter_versions (id, adapter_id, version, task_id, base_model_id, "
+            "method, config, config_hash, artifact_sha256, artifact_size, trainable_params, "
+            "status, created_at) VALUES (1, 1, 1, 1, 1, 'seq_bn', '{}', 'h', 'aa', 5, 7, "
+            "'active', '2026-01-01'), (2, 1, 2, 1, 1, 'seq_bn', '{}', 'h', 'bb', 5, 7, "
+            "'active', '2026-01-02'), (3, 1, 3, 1, 1, 'seq_bn', '{}', 'h', 'cc', 5, 7, "
+            "'active', '2026-01-03')",
+            "INSERT INTO promotions (id, task_id, entity_kind, entity_id, step, dataset_id, "
+            "alias, created_at) VALUES (1, 1, 'adapter', 1, 0, NULL, 'production', "
+            "'2026-01-04'), (2, 1, 'adapter', 2, 1, NULL, 'production', '2026-01-05')",
+        ):
+            conn.execute(text(sql))
+    database.upgrade()
+    reg = Registry(database.settings, database)
+    before = reg.promotions(1)
+    assert [(p.step, p.outcome, p.gate_metric, p.gate_reason) for p in before] == [
+        (0, "promoted", None, None),
+        (1, "promoted", None, None),
+    ]
+    reg.record_promotion(
+        reg.resolve("books@3"), 2, None, "production", gate_metric="macro_f1", outcome="refused"
+    )
+    assert [p.outcome for p in reg.promotions(1)] == ["promoted", "promoted", "refused"]
+    database.downgrade("0005")
+    with database.engine.connect() as conn:
+        cols = {c["name"] for c in inspect(conn).get_columns("promotions")}
+        assert not {"gate_metric", "gate_reason", "outcome"} & cols
+        kept = conn.execute(text("SELECT entity_id FROM promotions ORDER BY id")).scalars().all()
+    assert list(kept) == [1, 2]  # the refusal was never a promotion
+    database.upgrade()
+    assert [p.outcome for p in Registry(database.settings, database).promotions(1)] == [
+        "promoted",
+        "promoted",
+    ]
     database.dispose()

@@ -189,6 +189,8 @@ def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseMode
         if (a.target_kind, a.target_id) == (entity.kind, entity.id)
     ]
     data["hub_links"] = [h.to_dict() for h in registry.hub_links(entity)]
+    promotion = registry.promotion_of(entity)
+    data["promotion"] = None if promotion is None else promotion.to_dict()
     data["artifact_path"] = registry.artifacts.location(entity.artifact_sha256)
     return entity, base, data
 
@@ -238,7 +240,18 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         click.echo(f"  training      seed {run['seed']}, {wall}{speed}, device {run['device']}")
     for h in data["hub_links"]:
         click.echo(f"  hub           {h['direction']} {h['repo_id']} @ {h['commit_sha'][:12]}")
+    if data["promotion"]:
+        click.echo(f"  {_gate_line(data['promotion'])}")
     _show_metrics(data["metrics"])
+
+
+def _gate_line(p: dict[str, Any]) -> str:
+    """Return what ``update`` decided about this model: promoted (on which gate metric) or
+    refused by the gate."""
+    gate = f"gate on {p['gate_metric']}: {p['gate_reason']}" if p["gate_metric"] else "not gated"
+    if p["outcome"] == "promoted":
+        return f"promoted      step {p['step']} to {p['alias']} ({gate})"
+    return f"refused       at step {p['step']} for {p['alias']} ({gate})"
 
 
 def _show_metrics(metrics: list[dict[str, Any]]) -> None:

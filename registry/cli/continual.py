@@ -289,7 +289,9 @@ def update(
 def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> None:
     """Show each task's accuracy matrix, forgetting, BWT and lineage; write PNG heatmaps.
 
-    Rows are the task's production models in promotion order, columns its validation splits.
+    Rows are the task's production models in promotion order, columns its validation splits;
+    each step says the metric its gate compared. Candidates the gate refused since the last
+    promotion are drawn under the matrix (a red line in the PNG) and not counted in its averages.
 
     \b
     Example:
@@ -303,7 +305,10 @@ def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> No
     pngs: dict[str, str] = {}
     for name, rep in reports.items():
         if rep.matrix is not None:
-            path = plot_matrix_png(rep.matrix, out / f"{name}-accuracy.png", f"{name}: accuracy")
+            refused = [(f"{r['step']}: {r['ref']}", r["values"]) for r in rep.refused]
+            path = plot_matrix_png(
+                rep.matrix, out / f"{name}-accuracy.png", f"{name}: accuracy", refused
+            )
             pngs[name] = str(path)
     if as_json:
         echo_json([{**r.to_dict(), "png": pngs.get(n)} for n, r in reports.items()])
@@ -314,6 +319,11 @@ def report(ctx: click.Context, task: str | None, out: Path, as_json: bool) -> No
         click.echo(f"## {name} (production: {rep.production or 'none'})\n")
         if rep.matrix is not None:
             click.echo(rep.matrix.to_markdown())
+        for g in rep.gates:
+            how = f"gate on {g['gate_metric']}: {g['gate']}" if g["gate_metric"] else "not gated"
+            click.echo(f"- step {g['step']}: {g['ref']} ({how})")
+        if rep.refused:
+            click.echo("\n" + rep.refused_markdown())
         for note in rep.notes:
             click.echo(f"Note: {note}")
         if rep.mermaid:

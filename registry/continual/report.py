@@ -1,4 +1,9 @@
-"""Step 8 (any time): each task's accuracy matrix, its steps and its lineage graph."""
+"""Step 8 (any time): each task's accuracy matrix, its steps and its lineage graph.
+
+Each step carries the metric its gate compared. A candidate the gate refused since the last
+promotion is a row of its own (``refused``), drawn under the matrix and never part of the
+average accuracy, BWT or forgetting, which are the production models'.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from ..store import Registry
 from ..views import lineage_mermaid
 from .common import MATRIX_SPLIT, domain_name, production_entity
 from .evaluate import recorded_scores
-from .promote import Step, production_history
+from .promote import Step, production_history, refused_candidates
 
 
 @dataclass
@@ -24,6 +29,11 @@ class TaskReport:
     production: str | None
     mermaid: str
     notes: list[str] = field(default_factory=list)
+    #: One per matrix row: step, ref, the gate's metric and reason (None: not gated).
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    #: Candidates the gate refused since the last promotion: step, ref, gate, and their
+    #: recorded accuracy per matrix column (``values``, None where not measured).
+    refused: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -31,10 +41,35 @@ class TaskReport:
             "task": self.task,
             "production": self.production,
             "steps": self.steps,
+            "gates": self.gates,
             "matrix": self.matrix.to_dict() if self.matrix else None,
+            "refused": self.refused,
             "lineage_mermaid": self.mermaid,
             "notes": self.notes,
         }
+
+    def refused_markdown(self) -> str:
+        """Return the refused candidates as a Markdown table over the matrix's columns."""
+        if not self.refused or self.matrix is None:
+            return ""
+        lines = [
+            "| refused by the gate | " + " | ".join(self.matrix.task_names) + " |",
+            "|---|" + "---:|" * len(self.matrix.task_names),
+        ]
+        for r in self.refused:
+            cells = ["n/a" if v is None else f"{v:.3f}" for v in r["values"]]
+            lines.append(f"| {r['step']}: {r['ref']} ({r['gate_metric']}) | " + " | ".join(cells))
+            lines[-1] += " |"
+        return "\n".join(lines) + "\n"
+
+
+def _gate(s: Step) -> dict[str, Any]:
+    return {
+        "step": s.step,
+        "ref": s.entity.ref,
+        "gate_metric": s.gate_metric,
+        "gate": s.gate_reason,
+    }
 
 
 def _matrix_rows(
@@ -54,6 +89,12 @@ def _matrix_rows(
     return rows, col_ids
 
 
+def _row(registry: Registry, s: Step, col_ids: list[int]) -> list[float | None]:
+    """Return the recorded accuracy of a step's model on each column (None: not measured)."""
+    scores = recorded_scores(registry, s.entity)
+    return [scores.get(ds_id) for ds_id in col_ids]
+
+
 def _matrix(
     registry: Registry, rows: list[Step], col_ids: list[int], datasets: dict[int, E.Dataset]
 ) -> AccuracyMatrix:
@@ -63,13 +104,32 @@ def _matrix(
     for i in col_ids:
         n = domain_name(datasets[i].source) if i in datasets else f"dataset#{i}"
         names.append(f"{n}#{i}" if n in names else n)
-    values = np.full((len(rows), len(col_ids)), np.nan)
-    for r, s in enumerate(rows):
-        scores = recorded_scores(registry, s.entity)
-        for c, ds_id in enumerate(col_ids):
-            if ds_id in scores:
-                values[r, c] = scores[ds_id]
-    return AccuracyMatrix(values, names, [f"{s.step}: {s.entity.ref}" for s in rows])
+    values = [[np.nan if v is None else v for v in _row(registry, s, col_ids)] for s in rows]
+    return AccuracyMatrix(
+        np.array(values, dtype=np.float64).reshape(len(rows), len(col_ids)),
+        names,
+        [f"{s.step}: {s.entity.ref}" for s in rows],
+    )
+
+
+def _refused(
+    registry: Registry, task: str, col_ids: list[int], drawn: bool, notes: list[str]
+) -> list[dict[str, Any]]:
+    """Return the candidates refused since the last promotion as rows over ``col_ids`` (with a
+    note); without a matrix to draw them under (``drawn`` False), only notes."""
+    refused = [
+        {**_gate(c), "values": _row(registry, c, col_ids)}
+        for c in refused_candidates(registry, task)
+    ]
+    if not drawn:
+        notes += [f"step {r['step']}: {r['ref']} refused by the gate: {r['gate']}" for r in refused]
+        return []
+    if refused:
+        notes.append(
+            f"{len(refused)} candidate(s) refused by the gate since the last promotion: "
+            "drawn under the matrix, not counted in its averages"
+        )
+    return refused
 
 
 def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskReport]:
@@ -103,6 +163,7 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
             )
         else:
             notes.append("nothing registered for this task yet")
+        refused = _refused(registry, t.name, col_ids, matrix is not None, notes)
         out[t.name] = TaskReport(
             t.name,
             matrix,
@@ -110,6 +171,8 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
             prod.ref if prod else None,
             mermaid,
             notes,
+            [_gate(s) for s in rows],
+            refused,
         )
     return out
 

@@ -40,7 +40,7 @@ from .evaluate import Score, compare, task_columns
 from .fuse_step import fuse_step, replay_step
 from .gate import check_gate_metric, choose_gate_metric, gate
 from .plan import check_policy, plan_lines, plan_members
-from .promote import production_history, promote
+from .promote import production_history, promote, record_refusal
 from .train_step import train_step
 
 
@@ -329,12 +329,16 @@ def _evaluate_gate_promote(
     out.promoted = out.gate_passed or opts.force
     if opts.force and not out.gate_passed:
         out.gate = f"forced past the gate, which said: {out.gate}"
+    new_id = new_val.id if new_val else None
     if not out.promoted:
+        record_refusal(
+            registry, opts.alias, candidate, step, new_id, gate_metric=metric, gate_reason=out.gate
+        )
         run.say(f"gate: kept {task.name}:{opts.alias} at {run.incumbent.ref}: {out.gate}")
         return
     promote(
-        registry, task.name, opts.alias, candidate, run.incumbent, step,
-        new_val.id if new_val else None, first=not history,
+        registry, task.name, opts.alias, candidate, run.incumbent, step, new_id,
+        first=not history, gate_metric=metric, gate_reason=out.gate,
     )  # fmt: skip
     out.step = step
     run.say(f"promote: {task.name}:{opts.alias} → {candidate.ref}")

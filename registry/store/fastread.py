@@ -258,6 +258,12 @@ class SqliteReader:
         sql = "SELECT * FROM hub_links WHERE entity_kind = ? AND entity_id = ? ORDER BY id"
         return [mappers.hub_link(r) for r in self._rows(sql, (entity.kind, entity.id))]
 
+    def promotion_of(self, entity: E.Entity) -> E.Promotion | None:
+        """Return the promotion (or gate refusal) recorded for an entity, if any."""
+        sql = "SELECT * FROM promotions WHERE entity_kind = ? AND entity_id = ?"
+        row = self._one(sql, (entity.kind, entity.id))
+        return None if row is None else mappers.promotion(row)
+
     def aliases(self) -> list[E.Alias]:
         """Return every alias, ordered by task and alias name."""
         return [

@@ -99,9 +99,22 @@ class History(Catalog):
 
     # ------------------------------------------------------------------ promotions
     def record_promotion(
-        self, entity: E.Entity, step: int, dataset_id: int | None, alias: str
+        self,
+        entity: E.Entity,
+        step: int,
+        dataset_id: int | None,
+        alias: str,
+        *,
+        gate_metric: str | None = None,
+        gate_reason: str | None = None,
+        outcome: str = "promoted",
     ) -> E.Promotion:
-        """Record that ``update`` promoted ``entity`` at ``step`` (once per entity)."""
+        """Record that ``update`` promoted ``entity`` at ``step`` (once per entity), with the
+        gate's metric and reason; ``outcome="refused"`` records a candidate the gate kept out.
+
+        A promotion is never rewritten; a refused row becomes the promotion when the same
+        entity (a reused fusion) is promoted later, and is refreshed when it is refused again.
+        """
 
         def fn(s: Session) -> int:
             row = s.scalar(
@@ -111,22 +124,21 @@ class History(Catalog):
             )
             if row is None:
                 row = SqlPromotion(
-                    task_id=entity.task_id,
-                    entity_kind=entity.kind,
-                    entity_id=entity.id,
-                    step=step,
-                    dataset_id=dataset_id,
-                    alias=alias,
+                    task_id=entity.task_id, entity_kind=entity.kind, entity_id=entity.id
                 )
                 s.add(row)
-                s.flush()
+            elif row.outcome == "promoted":
+                return row.id
+            row.step, row.dataset_id, row.alias, row.outcome = step, dataset_id, alias, outcome
+            row.gate_metric, row.gate_reason = gate_metric, gate_reason
+            s.flush()
             return row.id
 
         promo_id = self._write(fn, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
         return next(p for p in self.promotions(entity.task_id) if p.id == promo_id)
 
     def promotions(self, task_id: int) -> list[E.Promotion]:
-        """Return a task's promotions in step order."""
+        """Return a task's promotions and gate refusals in step order (see ``outcome``)."""
 
         def fn(s: Session) -> list[E.Promotion]:
             q = (
@@ -135,6 +147,19 @@ class History(Catalog):
                 .order_by(SqlPromotion.step, SqlPromotion.created_at, SqlPromotion.id)
             )
             return [_promotion(r) for r in s.scalars(q)]
+
+        return self._read(fn)
+
+    def promotion_of(self, entity: E.Entity) -> E.Promotion | None:
+        """Return the promotion (or gate refusal) recorded for an entity, if any."""
+
+        def fn(s: Session) -> E.Promotion | None:
+            row = s.scalar(
+                select(SqlPromotion).where(
+                    SqlPromotion.entity_kind == entity.kind, SqlPromotion.entity_id == entity.id
+                )
+            )
+            return None if row is None else _promotion(row)
 
         return self._read(fn)
 

@@ -86,6 +86,9 @@ def promotion(r: Row) -> E.Promotion:
         dataset_id=r["dataset_id"],
         alias=r["alias"],
         created_at=when(r["created_at"]),
+        gate_metric=r["gate_metric"],
+        gate_reason=r["gate_reason"],
+        outcome=r["outcome"],
     )
 
 
