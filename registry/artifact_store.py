@@ -37,8 +37,8 @@ from .artifacts import (
     ArtifactStore,
     Leftover,
     StoredArtifact,
-    _listing,
     manifest_bytes,
+    source_listing,
     tree_digest,
 )
 from .errors import IntegrityError, InvalidInput, NotFound
@@ -235,19 +235,7 @@ class RemoteArtifactStore:
         Storing the same content twice returns the existing artifact (its remote bytes are
         re-verified). The writer's local cache gets a copy, so reading it back costs no download.
         """
-        if not source.is_dir():
-            raise InvalidInput(
-                f"Artifact source is not a folder: {source}",
-                hint="Give the folder a save wrote (one adapter or fusion).",
-            )
-        entries = _listing(source)
-        if not entries:
-            raise InvalidInput(
-                f"Artifact source folder is empty: {source}",
-                hint="Give the folder a save wrote (one adapter or fusion); it has no files.",
-            )
-        digest = tree_digest(entries)
-        size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
+        entries, digest, size = source_listing(source)
         self.touch(digest)  # before the existence check: a gc from now on keeps it
         if self.exists(digest):
             self._fetch(digest, "artifact")

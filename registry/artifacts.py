@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import IntegrityError, InvalidInput, NotFound
 
@@ -62,6 +62,27 @@ def tree_digest(entries: list[dict[str, object]]) -> str:
     """Return the artifact id for a file listing."""
     canonical = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
+
+
+def source_listing(source: Path) -> tuple[list[dict[str, object]], str, int]:
+    """Return the file listing, artifact id and total size of a folder to publish.
+
+    Raises:
+        InvalidInput: ``source`` is not a folder, or has no files.
+    """
+    if not source.is_dir():
+        raise InvalidInput(
+            f"Artifact source is not a folder: {source}",
+            hint="Give the folder a save wrote (one adapter or fusion).",
+        )
+    entries = _listing(source)
+    if not entries:
+        raise InvalidInput(
+            f"Artifact source folder is empty: {source}",
+            hint="Give the folder a save wrote (one adapter or fusion); it has no files.",
+        )
+    size = sum(cast(int, e["size"]) for e in entries)
+    return entries, tree_digest(entries), size
 
 
 @dataclass(frozen=True)
@@ -114,19 +135,7 @@ class ArtifactStore:
 
         Storing the same content twice returns the existing artifact.
         """
-        if not source.is_dir():
-            raise InvalidInput(
-                f"Artifact source is not a folder: {source}",
-                hint="Give the folder a save wrote (one adapter or fusion).",
-            )
-        entries = _listing(source)
-        if not entries:
-            raise InvalidInput(
-                f"Artifact source folder is empty: {source}",
-                hint="Give the folder a save wrote (one adapter or fusion); it has no files.",
-            )
-        digest = tree_digest(entries)
-        size = sum(int(e["size"]) for e in entries)  # type: ignore[call-overload]
+        entries, digest, size = source_listing(source)
         final = self.path_for(digest)
         if final.exists():
             self.touch(digest)  # reused: gc's grace period starts again

@@ -279,8 +279,7 @@ class Backbone(ModelRunner):
                 f"An adapter or head named {name!r} is already loaded.",
                 hint="Load it under another name.",
             )
-        loading_info: dict[str, list[str]] = {}
-        try:
+        with self._loading(folder, "adapter") as loading_info:
             loaded = self.model.load_adapter(
                 str(folder),
                 load_as=name,
@@ -288,13 +287,6 @@ class Backbone(ModelRunner):
                 use_safetensors=True,
                 loading_info=loading_info,
             )
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise InvalidInput(
-                f"Could not load the adapter in {folder}: {exc}",
-                hint=f"Was it trained on base model {self.info.name}?",
-            ) from exc
-        self._check_loading_info(folder, loading_info)
-        self.model.to(self.device)
         return str(loaded)
 
     def save_fusion(self, members: list[str], folder: Path, head: str) -> None:
@@ -341,8 +333,7 @@ class Backbone(ModelRunner):
                 f"A head named {head!r} is already loaded.",
                 hint="Load the fusion's head under another name.",
             )
-        loading_info: dict[str, list[str]] = {}
-        try:
+        with self._loading(folder, "fusion") as loading_info:
             self.model.load_adapter_fusion(
                 str(folder),
                 load_as=name,
@@ -351,13 +342,6 @@ class Backbone(ModelRunner):
                 loading_info=loading_info,
             )
             self.model.load_head(str(folder), load_as=head, use_safetensors=True)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise InvalidInput(
-                f"Could not load the fusion in {folder}: {exc}",
-                hint=f"Was it trained on base model {self.info.name}?",
-            ) from exc
-        self._check_loading_info(folder, loading_info)
-        self.model.to(self.device)
 
     def unload(
         self,
@@ -458,6 +442,21 @@ class Backbone(ModelRunner):
                 f"Folder {folder} lacks {', '.join(missing)}{extra}.",
                 hint="Only folders written with safetensors (Backbone.save_*) can be loaded.",
             )
+
+    @contextlib.contextmanager
+    def _loading(self, folder: Path, what: str) -> Iterator[dict[str, list[str]]]:
+        """Around one load by the engine: yield its ``loading_info`` to fill, turn the engine's
+        errors into :class:`InvalidInput`, check the keys loaded, move the model to the device."""
+        loading_info: dict[str, list[str]] = {}
+        try:
+            yield loading_info
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise InvalidInput(
+                f"Could not load the {what} in {folder}: {exc}",
+                hint=f"Was it trained on base model {self.info.name}?",
+            ) from exc
+        self._check_loading_info(folder, loading_info)
+        self.model.to(self.device)
 
     @staticmethod
     def _check_loading_info(folder: Path, info: dict[str, list[str]]) -> None:

@@ -21,7 +21,7 @@ from . import layout
 from .configs import FuseConfig
 from .data import DataBundle, Example, check_labels, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
-from .distributed import from_main, is_main
+from .distributed import is_main
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .layout import BOTTLENECK_METHODS, FUSION_HEAD
@@ -31,14 +31,13 @@ from .recording import (
     TaskSchema,
     check_task,
     evaluation_metrics,
-    interrupted,
     register_as_one,
+    run_and_register,
     training_run,
     verify_untouched,
 )
-from .runtime import pick_device, resolve_config, seed_everything, set_threads
+from .runtime import resolve_config, seed_everything
 from .store import EdgeIn, Registry, validate_name
-from .store.commits import committed_writes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -300,25 +299,17 @@ def fuse(
         label_field=label_field,
         bundle=bundle,
     )
-    main = is_main()
-    earlier = registry.referenced_artifacts() if main else None
-    set_threads(plan.config.threads)
-    device = pick_device(plan.config.device)
-    before = committed_writes()
-    mine = None
-    try:
+
+    def work(device: str, earlier: dict[str, str] | None) -> FuseOutcome | None:
         fusion, metrics, result = _fuse_and_register(registry, plan, device, progress, lineage)
-        if fusion is not None and earlier is not None:
-            for member in plan.members:
-                registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
-            verified = verify_untouched(registry, earlier)
-            mine = FuseOutcome(fusion, metrics, result, len(plan.members), verified)
-    except KeyboardInterrupt as err:
-        raise interrupted("Fusion training", plan.name, before) from err
-    # Under torchrun only rank 0 registered: every rank returns what it registered.
-    outcome = from_main(mine)
-    assert outcome is not None
-    return outcome
+        if fusion is None or earlier is None:  # another rank than 0
+            return None
+        for member in plan.members:
+            registry.artifacts.verify(member.artifact_sha256, f"adapter {member.ref}")
+        verified = verify_untouched(registry, earlier)
+        return FuseOutcome(fusion, metrics, result, len(plan.members), verified)
+
+    return run_and_register(registry, plan.config, "Fusion training", plan.name, work)
 
 
 def _fuse_and_register(

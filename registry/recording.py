@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import entities as E
+from .configs import FitConfig
 from .data import (
     VALIDATION_SPLIT,
     DataBundle,
@@ -25,11 +26,13 @@ from .data import (
     infer_label_names,
     label_distribution,
 )
+from .distributed import from_main, is_main
 from .errors import Interrupted, InvalidInput, NotFound, RegistryError
 from .fitting import FitResult
-from .runtime import library_versions
+from .runtime import library_versions, pick_device, set_threads
 from .store import MetricIn, Registry, TrainingRunIn
 from .store.commits import committed_writes
+from .store.inputs import check_task_kind
 
 T = TypeVar("T")
 
@@ -99,11 +102,7 @@ def check_task(
         existing = registry.get_task(task)
     except NotFound:
         return TaskSchema(infer_label_names(bundle), kind, fields)
-    if existing.kind != kind:
-        raise InvalidInput(
-            f"Task {task!r} is a {existing.kind}-text task, but the data is {kind}-text.",
-            hint="Check --text-fields, or use another task name.",
-        )
+    check_task_kind(task, existing.kind, kind)
     if existing.base_model_id is not None:
         base = registry.get_base_model(existing.base_model_id)
         if not same_base(base, info):
@@ -239,6 +238,34 @@ def register_as_one(registry: Registry, write: Callable[[], T], folders: Sequenc
                 if digest not in referenced:
                     registry.artifacts.remove(digest)
         raise
+
+
+def run_and_register(
+    registry: Registry,
+    config: FitConfig,
+    what: str,
+    name: str,
+    work: Callable[[str, dict[str, str] | None], T | None],
+) -> T:
+    """Run one training command (``train`` or ``fuse``) around ``work`` and return rank 0's outcome.
+
+    The envelope both share: threads and device from ``config``; on rank 0 the artifacts that
+    existed before (``work`` gets them, to re-verify after registering; other ranks get None);
+    Ctrl-C turned into :func:`interrupted`, which says whether ``name`` was registered (``what``
+    names the command in it). ``work(device, earlier)`` trains and registers; under torchrun only
+    rank 0 registers and returns the outcome, which every rank then receives.
+    """
+    earlier = registry.referenced_artifacts() if is_main() else None
+    set_threads(config.threads)
+    device = pick_device(config.device)
+    before = committed_writes()
+    try:
+        mine = work(device, earlier)
+    except KeyboardInterrupt as err:
+        raise interrupted(what, name, before) from err
+    outcome = from_main(mine)
+    assert outcome is not None
+    return outcome
 
 
 def interrupted(what: str, name: str, before: int) -> Interrupted:

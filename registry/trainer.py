@@ -17,7 +17,7 @@ from . import entities as E
 from .configs import TrainConfig
 from .data import DataBundle, check_labels, fingerprint, load_spec, spec_label, training_rows
 from .data import TrainingRows as TrainingRows
-from .distributed import from_main, is_main, joined
+from .distributed import is_main, joined
 from .errors import InvalidInput
 from .fitting import FitData, FitResult, fit_and_evaluate
 from .fitting import evaluate_batches as evaluate_batches
@@ -27,15 +27,14 @@ from .recording import (
     check_task,
     ensure_base_row,
     evaluation_metrics,
-    interrupted,
     register_as_one,
+    run_and_register,
     same_base,
     training_run,
     verify_untouched,
 )
-from .runtime import pick_device, resolve_config, seed_everything, set_threads
+from .runtime import resolve_config, seed_everything
 from .store import EdgeIn, Registry, validate_name
-from .store.commits import committed_writes
 
 if TYPE_CHECKING:
     from .backbone import Backbone, BaseInfo
@@ -212,23 +211,16 @@ def train(
         bundle=bundle,
         base_hub_id=base_hub_id,
     )
-    main = is_main()
-    earlier = registry.referenced_artifacts() if main else None
-    cfg = plan.config
-    set_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
-    before = committed_writes()
-    try:
+
+    def work(device: str, earlier: dict[str, str] | None) -> TrainOutcome | None:
+        seed_everything(plan.config.seed)
         version, metrics, result = _train_and_register(registry, plan, device, progress)
-        verified = verify_untouched(registry, earlier) if earlier and version else 0
-    except KeyboardInterrupt as err:
-        raise interrupted("Training", plan.name, before) from err
-    mine = TrainOutcome(version, metrics, result, verified) if version is not None else None
-    # Under torchrun only rank 0 registered: every rank returns what it registered.
-    outcome = from_main(mine)
-    assert outcome is not None
-    return outcome
+        if version is None:  # another rank than 0
+            return None
+        verified = verify_untouched(registry, earlier) if earlier else 0
+        return TrainOutcome(version, metrics, result, verified)
+
+    return run_and_register(registry, plan.config, "Training", plan.name, work)
 
 
 def _train_and_register(

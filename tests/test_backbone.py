@@ -189,6 +189,32 @@ def test_load_refuses_pickle_only_folder(tiny: Path, tmp_path: Path) -> None:
         Backbone.load(str(tiny)).load_adapter(folder, "a")
 
 
+def test_load_refuses_weights_that_do_not_fit(tiny: Path, tmp_path: Path) -> None:
+    """The engine's error on a tensor of another shape, and a missing tensor, both refused."""
+    from safetensors.torch import load_file, save_file
+
+    saved = tmp_path / "saved"
+    with_adapter(tiny, "a", seed=0).save_adapter("a", saved)
+    for case in ("reshaped", "dropped"):
+        folder = tmp_path / case
+        shutil.copytree(saved, folder)
+        weights = load_file(str(folder / "adapter.safetensors"))
+        key = sorted(weights)[0]
+        if case == "reshaped":
+            weights[key] = torch.zeros(weights[key].numel() + 3)
+        else:
+            del weights[key]
+        save_file(weights, str(folder / "adapter.safetensors"))
+        fresh = Backbone.load(str(tiny))
+        if case == "reshaped":
+            with pytest.raises(InvalidInput, match="Could not load the adapter") as info:
+                fresh.load_adapter(folder, "a")
+            assert "trained on base model" in (info.value.hint or "")
+        else:
+            with pytest.raises(IntegrityError, match="do not match the module they load into"):
+                fresh.load_adapter(folder, "a")
+
+
 # --------------------------------------------------------------------------- fusion
 def _two_adapter_files(tiny: Path, tmp_path: Path, batch: dict) -> dict[str, Path]:
     folders = {}

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import text
 
 from registry import recording, trainer
-from registry.errors import IntegrityError, InvalidInput
+from registry.errors import IntegrityError, Interrupted, InvalidInput
 from registry.fitting import FitResult
 from registry.store import Registry
 from tests._util import add_version, make_artifact, seed_task, sentiment_data
@@ -150,3 +150,29 @@ def test_ctrl_c_after_the_commit_says_the_version_is_complete(
     assert "adapter-registry verify" in err or "adapter-registry list" in err
     reg = Registry.open(home)
     assert reg.resolve("fresh@1").name == "fresh"
+
+
+def test_ctrl_c_during_the_recheck_says_the_version_is_complete(
+    tmp_path: Path, tiny_base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 10 without the race: Ctrl-C at a known point after the commit (the re-check)."""
+    reg = Registry.init(tmp_path / "home")
+    seed_task(reg, task="other")
+    add_version(reg, tmp_path, "old", b"earlier weights", task="other")
+
+    def ctrl_c(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "verify_untouched", ctrl_c)
+    config = trainer.TrainConfig(epochs=1, batch_size=16, max_length=32, device="cpu")
+    with pytest.raises(Interrupted, match="Training was interrupted after fresh was registered"):
+        trainer.train(
+            reg,
+            "reviews",
+            str(sentiment_data(tmp_path / "data")),
+            str(tiny_base_dir),
+            name="fresh",
+            config=config,
+            progress=False,
+        )
+    assert reg.resolve("fresh@1").kind == "adapter"

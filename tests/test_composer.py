@@ -22,7 +22,7 @@ from registry import composer, fitting
 from registry.cli import cli
 from registry.composer import FUSION_HEAD, MANIFEST, FuseConfig, fuse, fusion_attention
 from registry.data import Example, make_batches
-from registry.errors import AlreadyExists, InvalidInput, NotFound, RegistryError
+from registry.errors import AlreadyExists, Interrupted, InvalidInput, NotFound, RegistryError
 from registry.loader import load_entity, module_name
 from registry.store import Registry
 from registry.trainer import TrainConfig, train
@@ -441,3 +441,30 @@ def test_cli_attention_writes_png(reg: Registry, template: dict[str, Any], tmp_p
     payload = json.loads(out)
     assert payload["members"] == ["nli@1", "para@1", "cb@1"]
     assert np.asarray(payload["attention"]).shape == (2, 3)
+
+
+# ----------------------------------------------------------------- Ctrl-C (the shared envelope)
+def _ctrl_c(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_before_the_commit_says_nothing_was_registered(
+    reg: Registry, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = state(reg)
+    monkeypatch.setattr(composer, "prepare_backbone", _ctrl_c)  # Ctrl-C while the model loads
+    with pytest.raises(Interrupted, match="Fusion training was interrupted: nothing was") as info:
+        fuse(reg, "cb", ["nli@1", "para@1"], template["data"]["cb"], config=FAST, progress=False)
+    assert "again" in (info.value.hint or "")
+    assert state(reg) == before
+
+
+def test_ctrl_c_after_the_commit_says_the_fusion_is_complete(
+    reg: Registry, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C during the re-check of the earlier artifacts, after the fusion was committed.
+    monkeypatch.setattr(composer, "verify_untouched", _ctrl_c)
+    with pytest.raises(Interrupted, match="interrupted after cb-fusion was registered") as info:
+        fuse(reg, "cb", ["nli@1", "para@1"], template["data"]["cb"], config=FAST, progress=False)
+    assert "adapter-registry verify" in (info.value.hint or "")
+    assert reg.resolve("cb-fusion@1").kind == "fusion"

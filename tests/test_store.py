@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from registry.data import DataBundle
 from registry.errors import AlreadyExists, InvalidInput, NotFound
+from registry.recording import check_task
 from registry.store import EdgeIn, MetricIn, Registry
 from tests._util import add_version, make_artifact, seed_task
 
@@ -102,6 +104,15 @@ def test_task_label_set_and_base_are_fixed(registry: Registry) -> None:
     assert info.value.hint and "--base tiny-bert" in info.value.hint
     with pytest.raises(InvalidInput, match="at least two distinct labels"):
         registry.ensure_task("solo", "single", ["only"], ["text"], base_id)
+    # Pair-text data for a single-text task: refused by the store, and (the same check, before
+    # any training) by the pre-flight check of train and fuse.
+    pair = ["negative", "positive"], ["text_a", "text_b"]
+    with pytest.raises(InvalidInput, match="is a single-text task, but the data is pair") as info:
+        registry.ensure_task("sentiment", "pair", *pair, base_id)
+    assert info.value.hint and "--text-fields" in info.value.hint
+    bundle = DataBundle(splits={}, source="pairs.jsonl", pair=True)
+    with pytest.raises(InvalidInput, match="is a single-text task, but the data is pair"):
+        check_task(registry, "sentiment", bundle, registry.get_base_model(base_id))
 
 
 def test_adapter_name_belongs_to_one_task(registry: Registry, tmp_path: Path) -> None:

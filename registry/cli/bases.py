@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import entities as E
 from ..errors import InvalidInput
 from .options import output_options
 from .output import echo_json, open_registry, table
+
+if TYPE_CHECKING:
+    from .. import entities as E
 
 
 @click.group()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .options import output_options
 from .output import echo_json, open_registry, table
+
+if TYPE_CHECKING:
+    from .. import entities as E
 
 
 @click.command()
@@ -28,10 +31,7 @@ def tag(ctx: click.Context, ref: str, tags: tuple[str, ...], as_json: bool) -> N
     registry = open_registry(ctx)
     entity = registry.resolve(ref)
     now = registry.tag(ref, tags) if tags else registry.tags(entity)
-    if as_json:
-        echo_json({"ref": entity.ref, "id": entity.uid, "tags": now})
-    else:
-        click.echo(f"{entity.ref}: {', '.join(now) if now else 'no tags'}")
+    _echo_tags(entity, now, as_json)
 
 
 @click.command()
@@ -49,10 +49,7 @@ def untag(ctx: click.Context, ref: str, tags: tuple[str, ...], as_json: bool) ->
     registry = open_registry(ctx)
     entity = registry.resolve(ref)
     now = registry.untag(ref, tags)
-    if as_json:
-        echo_json({"ref": entity.ref, "id": entity.uid, "tags": now})
-    else:
-        click.echo(f"{entity.ref}: {', '.join(now) if now else 'no tags'}")
+    _echo_tags(entity, now, as_json)
 
 
 @click.command()
@@ -168,3 +165,11 @@ def delete(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 
 COMMANDS: list[click.Command] = [tag, untag, describe, compare, delete]
+
+
+def _echo_tags(entity: E.Entity, tags: list[str], as_json: bool) -> None:
+    """Print the tags ``tag`` and ``untag`` leave on ``entity``."""
+    if as_json:
+        echo_json({"ref": entity.ref, "id": entity.uid, "tags": tags})
+    else:
+        click.echo(f"{entity.ref}: {', '.join(tags) if tags else 'no tags'}")

@@ -18,26 +18,26 @@ the fast reader stays fast.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .inputs import (
-    ALIAS_RE,
-    ENTITY_KINDS,
-    GC_GRACE_SECONDS,
-    NAME_RE,
-    NODE_KINDS,
-    RELATIONS,
-    STATUSES,
-    EdgeIn,
-    MetricIn,
-    TrainingRunIn,
-    config_hash,
-    validate_name,
-)
-from .lineage import LineageGraph
-from .reader import RegistryReader
-
 if TYPE_CHECKING:
+    from .inputs import (
+        ALIAS_RE,
+        ENTITY_KINDS,
+        GC_GRACE_SECONDS,
+        NAME_RE,
+        NODE_KINDS,
+        RELATIONS,
+        STATUSES,
+        EdgeIn,
+        MetricIn,
+        TrainingRunIn,
+        config_hash,
+        validate_name,
+    )
+    from .lineage import LineageGraph
+    from .reader import RegistryReader
     from .registry import Registry
 
 __all__ = [
@@ -59,9 +59,37 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Registry":
-        from .registry import Registry
+#: Where each name of ``__all__`` lives. Nothing is imported with the package itself: the
+#: CLI's start-up imports :mod:`.commits` (a counter), and ``--help`` or a command that never
+#: opens the store should not pay for the entities, the mappers or SQLAlchemy.
+_HOME = {
+    **dict.fromkeys(
+        (
+            "ALIAS_RE",
+            "ENTITY_KINDS",
+            "GC_GRACE_SECONDS",
+            "NAME_RE",
+            "NODE_KINDS",
+            "RELATIONS",
+            "STATUSES",
+            "EdgeIn",
+            "MetricIn",
+            "TrainingRunIn",
+            "config_hash",
+            "validate_name",
+        ),
+        "inputs",
+    ),
+    "LineageGraph": "lineage",
+    "RegistryReader": "reader",
+    "Registry": "registry",
+}
 
-        return Registry
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # the next look-up is a plain global
+    return value

@@ -29,6 +29,7 @@ from . import mappers
 from .inputs import (
     DELETED,
     STATUSES,
+    check_task_kind,
     validate_name,
 )
 from .lookups import _adapter_versions, _base, _dataset, _fusions, _resolve, _task
@@ -199,11 +200,7 @@ class Catalog(Plumbing):
                     f"data has {labels}.",
                     hint="Fix the data's labels, or register a new task under another name.",
                 )
-            if row.kind != kind:
-                raise InvalidInput(
-                    f"Task {name!r} is a {row.kind}-text task, but the data is {kind}-text.",
-                    hint="Check --text-fields, or use another task name.",
-                )
+            check_task_kind(name, row.kind, kind)
             if base_model_id is not None and row.base_model_id is None:
                 row.base_model_id = base_model_id
             elif base_model_id is not None and row.base_model_id != base_model_id:

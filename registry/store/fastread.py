@@ -14,18 +14,21 @@ raises :class:`Fallback`, and the caller asks the full store, which owns every e
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import entities as E
-from ..artifact_store import open_artifact_store
 from ..errors import InvalidInput
 from ..settings import SCHEMA_HEAD, Settings
 from . import mappers
 from .inputs import DELETED
 from .lineage import Direction, Node, walk
 from .refs import parse_ref
+
+if TYPE_CHECKING:
+    from ..artifact_store import ArtifactBackend
 
 FAST_READ_ENV = "ADAPTER_REGISTRY_FAST_READ"
 _TABLES = {"adapter": "adapter_versions", "fusion": "fusions"}
@@ -61,7 +64,6 @@ class SqliteReader:
         if path is None or not path.is_file():
             raise Fallback("not a SQLite file")
         self.settings = settings
-        self.artifacts = open_artifact_store(settings)
         try:
             self.conn = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=10.0)
             row = self.conn.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -71,6 +73,14 @@ class SqliteReader:
             self.conn.close()
             raise Fallback("schema is not at head")
         self._tasks: dict[int, str] | None = None
+
+    @functools.cached_property
+    def artifacts(self) -> ArtifactBackend:
+        """The artifact store, opened on first use (only ``show`` needs it: ``list`` and
+        ``lineage`` do not pay for importing it)."""
+        from ..artifact_store import open_artifact_store
+
+        return open_artifact_store(self.settings)
 
     def close(self) -> None:
         """Close the connection."""

@@ -37,6 +37,15 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
+def check_task_kind(task: str, registered: str, kind: str) -> None:
+    """Refuse data of another kind (single- or pair-text) than ``task`` is registered as."""
+    if registered != kind:
+        raise InvalidInput(
+            f"Task {task!r} is a {registered}-text task, but the data is {kind}-text.",
+            hint="Check --text-fields, or use another task name.",
+        )
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Return the sha256 of a config's canonical JSON."""
     return hashlib.sha256(

@@ -138,9 +138,7 @@ class Registering(Catalog):
             )
             s.add(row)
             s.flush()
-            _add_metrics(s, "adapter", row.id, metrics)
-            for edge in lineage:
-                _add_edge(s, edge.parent_kind, edge.parent_id, "adapter", row.id, edge.relation)
+            _add_measured_and_lineage(s, "adapter", row.id, metrics, lineage)
             return row.id
 
         new_id = self._write(fn, is_conflict=_is_version_race)
@@ -227,9 +225,7 @@ class Registering(Catalog):
             for pos, mid in enumerate(member_ids):
                 s.add(SqlFusionMember(fusion_id=row.id, position=pos, adapter_version_id=mid))
                 _add_edge(s, "adapter", mid, "fusion", row.id, "fused_from")
-            _add_metrics(s, "fusion", row.id, metrics)
-            for edge in lineage:
-                _add_edge(s, edge.parent_kind, edge.parent_id, "fusion", row.id, edge.relation)
+            _add_measured_and_lineage(s, "fusion", row.id, metrics, lineage)
             return row.id
 
         new_id = self._write(fn, is_conflict=_is_version_race)
@@ -296,6 +292,15 @@ def _add_run(s: Session, kind: str, run: TrainingRunIn | dict[str, Any] | None) 
     s.add(row)
     s.flush()
     return row.id
+
+
+def _add_measured_and_lineage(
+    s: Session, kind: str, entity_id: int, metrics: Iterable[MetricIn], lineage: Iterable[EdgeIn]
+) -> None:
+    """Add a new version's metric rows and its lineage edges from existing parents."""
+    _add_metrics(s, kind, entity_id, metrics)
+    for edge in lineage:
+        _add_edge(s, edge.parent_kind, edge.parent_id, kind, entity_id, edge.relation)
 
 
 def _add_metrics(s: Session, kind: str, entity_id: int, metrics: Iterable[MetricIn]) -> None:
