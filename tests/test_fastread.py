@@ -164,6 +164,27 @@ def test_read_commands_do_not_import_sqlalchemy(rich_registry: Registry) -> None
     assert proc.returncode == 0, proc.stderr
 
 
+def test_start_up_and_list_import_only_what_they_use(rich_registry: Registry) -> None:
+    """The CLI's start-up loads no entities or store modules (registry.store is lazy), and
+    ``list``/``lineage`` do not open the artifact store (only ``show`` needs it)."""
+    code = (
+        "import sys; import registry.cli\n"
+        "early = [m for m in ('registry.entities', 'registry.store.inputs') if m in sys.modules]\n"
+        "assert not early, early\n"
+        "from registry.cli import main\n"
+        "for argv in (['list', '--json'], ['lineage', 'dvd@1']):\n"
+        "    try:\n        main(argv)\n"
+        "    except SystemExit as e:\n        assert e.code == 0, (argv, e.code)\n"
+        "assert 'registry.artifact_store' not in sys.modules\n"
+        "import registry.store as s\n"
+        "assert all(getattr(s, name) is not None for name in s.__all__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_fast_reader_restates_no_mapping() -> None:
     """The fast reader is SQL only: entities come from registry.store.mappers, as in the store."""
     import ast
