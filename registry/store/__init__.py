@@ -18,7 +18,7 @@ the fast reader stays fast.
 
 from __future__ import annotations
 
-from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,37 +59,25 @@ __all__ = [
 ]
 
 
-#: Where each name of ``__all__`` lives. Nothing is imported with the package itself: the
-#: CLI's start-up imports :mod:`.commits` (a counter), and ``--help`` or a command that never
-#: opens the store should not pay for the entities, the mappers or SQLAlchemy.
-_HOME = {
-    **dict.fromkeys(
-        (
-            "ALIAS_RE",
-            "ENTITY_KINDS",
-            "GC_GRACE_SECONDS",
-            "NAME_RE",
-            "NODE_KINDS",
-            "RELATIONS",
-            "STATUSES",
-            "EdgeIn",
-            "MetricIn",
-            "TrainingRunIn",
-            "config_hash",
-            "validate_name",
-        ),
-        "inputs",
-    ),
-    "LineageGraph": "lineage",
-    "RegistryReader": "reader",
-    "Registry": "registry",
-}
+# Nothing is imported with the package itself: the CLI's start-up imports :mod:`.commits` (a
+# counter), and ``--help`` or a command that never opens the store should not pay for the
+# entities, the mappers or SQLAlchemy. Each name loads its module on first use (imports inside
+# a function, so tools/modgraph.py still counts these edges).
+_INPUTS = frozenset(__all__) - {"LineageGraph", "Registry", "RegistryReader"}
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
+    home: ModuleType
+    if name in _INPUTS:
+        from . import inputs as home
+    elif name == "LineageGraph":
+        from . import lineage as home
+    elif name == "RegistryReader":
+        from . import reader as home
+    elif name == "Registry":
+        from . import registry as home
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{home}"), name)
+    value = getattr(home, name)
     globals()[name] = value  # the next look-up is a plain global
     return value
