@@ -16,15 +16,19 @@ Methods, on the same rows, one seed at a time:
 - ``adapter``: one bottleneck adapter trained in place through the stream (per-task heads);
 - ``joint``: one encoder fine-tuned on every step's data at once (the upper bound);
 - ``registry``: the registry's own API with its defaults. ``task`` streams: ``train`` a new
-  adapter per task (a new registry task each). ``domain`` streams: ``train`` on the first
-  domain, then ``update`` (drift check, new adapter version, re-fusion with replay, gate on dev,
-  promotion) for each later one; the production model is scored after every step, without
-  being told the domain.
+  adapter per task (a new registry task each); a task whose labels equal an earlier task's
+  (yelp5, amazon5) transfers from it (``train``'s default: start from its production adapter,
+  replay as many of its train rows; ``registry.transfer``). ``registry-notransfer``: the same
+  with ``train --no-transfer`` (a fresh adapter per task). ``domain`` streams: ``train`` on
+  the first domain, then ``update`` (drift check, new adapter version, re-fusion with replay,
+  gate on dev, promotion) for each later one; the production model is scored after every
+  step, without being told the domain.
 
 Each step selects its epoch on dev (early stopping, ``--patience``) within ``--epochs``; the
 accuracy matrix is on the report split. Per method: average accuracy (last row over every
 step's data), BWT, mean forgetting, forward transfer (the diagonal minus a single-task adapter
-on the same rows: the registry's own adapter for that step), trainable parameters and storage
+on the same rows: ``registry-notransfer``'s adapter on task streams, the registry's own on
+domain streams), trainable parameters and storage
 added per step, wall time; mean ± std over seeds; plots of the mean matrices. Results go to
 ``--out-dir`` as ``streams_<stream>.md``, ``.json`` and PNGs. Usage::
 
@@ -59,6 +63,11 @@ TASK_ORDERS = {
 }
 DEFAULT_DOMAINS = ["yelp5", "amazon5"]
 METHODS = ("registry", "seq-ft", "seq-ft-replay", "adapter", "joint")
+#: variants of the registry's ``train`` (every stream): its options per variant.
+TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
+    # one fresh adapter per task (the default before related-task transfer)
+    "registry-notransfer": {"transfer": False},
+}
 #: variants of the registry's ``update``, run on request (``--methods``); domain streams only.
 #: Each is ``update`` with these options (the default, ``registry``, has none).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -117,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--borrow-order",
         type=int,
         choices=sorted(TASK_ORDERS),
-        help="Task streams: take the order-independent runs (joint, registry) of these seeds "
+        help="Task streams: take the order-independent runs (joint, registry-notransfer) of "
+        "these seeds "
         "from that order's results file, with columns reordered, instead of training them again.",
     )
     p.add_argument(
@@ -447,7 +457,8 @@ def run_registry(
 ) -> tuple[MethodRun, list[float]]:
     """The registry's API with its defaults; returns the run and the single-task accuracies.
 
-    A variant (``VARIANTS``) runs ``update`` with its options; everything else at its default.
+    A variant runs ``update`` (``VARIANTS``) or ``train`` (``TRAIN_VARIANTS``) with its
+    options; everything else at its default.
     """
     from registry.configs import FuseConfig, TrainConfig
     from registry.continual import production_entity, update
@@ -494,11 +505,15 @@ def run_registry(
         task = name if args.stream == "task" else "stream"
         made = []
         if args.stream == "task" or i == 0:
-            out = train(reg, task, str(folder), base, config=tcfg, progress=args.progress)
+            out = train(
+                reg, task, str(folder), base, config=tcfg, progress=args.progress,
+                **TRAIN_VARIANTS.get(method, {}),
+            )  # fmt: skip
             reg.set_alias(task, "production", out.version.uid)
             made.append(out.version)
             single.append(acc(out.version.ref, i))
-            notes.append(f"{name}: trained {out.version.ref}")
+            how = f" ({out.transfer.line()})" if out.transfer else ""
+            notes.append(f"{name}: trained {out.version.ref}{how}")
         else:
             res = update(
                 reg,
@@ -585,7 +600,7 @@ def targets(args: argparse.Namespace, table: dict[str, list[dict[str, float]]]) 
     if "seq-ft" in table and args.stream == "domain":
         b = avg("seq-ft", "bwt")
         out.append(line(b <= -0.03, f"sequential full fine-tuning forgets, BWT ≤ −0.03 ({b:+.3f})"))
-    for reg in [m for m in ("registry", *VARIANTS) if m in table]:
+    for reg in [m for m in ("registry", *TRAIN_VARIANTS, *VARIANTS) if m in table]:
         b, a = avg(reg, "bwt"), avg(reg, "avg")
         out.append(line(b >= -0.005, f"{reg}: BWT ≥ −0.005 ({b:+.3f})"))
         if seqs:
@@ -684,7 +699,8 @@ def write_report(
         "Average accuracy: the last row's mean over every step's report split. BWT: mean of "
         "R[T-1][j] − R[j][j]; mean forgetting: mean of max_l R[l][j] − R[T-1][j] (Chaudhry et "
         "al.). FWT: mean over steps j ≥ 1 of R[j][j] minus the accuracy of an adapter trained on "
-        "step j's rows alone (the registry's own adapter for that step). `joint` trains once on "
+        "step j's rows alone (task streams: `registry-notransfer`'s adapter for that step; domain "
+        "streams: the registry's own). `joint` trains once on "
         "everything: its one row is scored on every step. Trainable parameters and storage: what "
         "one step trains and adds (baselines: the weights that change, at 4 bytes each, since "
         "they are overwritten in place; registry: the safetensors files it registered at that "
@@ -764,12 +780,24 @@ def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, l
     singles = {
         int(k): v
         for k, v in old["single"].items()
-        if not (int(k) in seeds and "registry" in methods)
+        if not (int(k) in seeds and single_source(args) in methods)
     }
     return runs, singles
 
 
-ORDER_FREE = ("joint", "registry")
+def single_source(args: argparse.Namespace) -> str:
+    """Return the method whose own adapters are the single-task baseline of forward transfer.
+
+    Task streams: ``registry-notransfer`` (one fresh adapter per task, on its rows alone; the
+    registry's default transfers between tasks with equal labels, so its adapters are not
+    single-task). Domain streams: ``registry``.
+    """
+    return "registry-notransfer" if args.stream == "task" else "registry"
+
+
+#: Runs that do not depend on the order of a task stream (see ``borrowed_runs``). The registry's
+#: default is not one of them: a task transfers from an earlier task with the same labels.
+ORDER_FREE = ("joint", "registry-notransfer")
 
 
 def borrowed_runs(
@@ -777,9 +805,9 @@ def borrowed_runs(
 ) -> tuple[list[MethodRun], dict[int, list[float]]]:
     """Order-independent runs of another task order, their columns put in this order.
 
-    ``joint`` trains once on every task's rows and the registry trains each task's own adapter
-    on its own rows: neither depends on the order of the tasks, so their per-task accuracies
-    carry over (same seeds, same sizes, same rows); only the matrix layout changes.
+    ``joint`` trains once on every task's rows and ``registry-notransfer`` trains each task's
+    own adapter on its own rows: neither depends on the order of the tasks, so their per-task
+    accuracies carry over (same seeds, same sizes, same rows); only the matrix layout changes.
     """
     src = argparse.Namespace(**{**vars(args), "order": args.borrow_order, "borrow_order": None})
     path = args.out_dir / f"streams_{stream_name(src)}.json"
@@ -826,9 +854,10 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
     base = args.base or str(minilm_path())
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        if m not in (*METHODS, *VARIANTS):
-            raise SystemExit(f"unknown method {m!r}; valid: {', '.join((*METHODS, *VARIANTS))}")
-        if m in VARIANTS and args.stream == "task":
+        valid = (*METHODS, *TRAIN_VARIANTS, *VARIANTS)
+        if m not in valid:
+            raise SystemExit(f"unknown method {m!r}; valid: {', '.join(valid)}")
+        if m in VARIANTS and args.stream == "task":  # update's variants
             raise SystemExit(f"{m} is for domain streams (one task, several update steps)")
     started = time.perf_counter()
     ledger = Ledger()
@@ -860,10 +889,10 @@ def main(argv: list[str] | None = None) -> list[MethodRun]:
         for seed in [int(s) for s in args.seeds.split(",")]:
             stream = Stream(args, seed, Path(tmp), ledger)
             for m in methods:
-                if m == "registry":
-                    run, singles[seed] = run_registry(stream, base)
-                elif m in VARIANTS:
-                    run, _ = run_registry(stream, base, m)
+                if m in ("registry", *TRAIN_VARIANTS, *VARIANTS):
+                    run, single = run_registry(stream, base, m)
+                    if m == single_source(args):
+                        singles[seed] = single
                 else:
                     run = run_baseline(stream, m, base)
                 run.record = run_record()

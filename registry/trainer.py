@@ -9,13 +9,22 @@ the composer's: :func:`plan_training` checks everything that can refuse before a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import entities as E
 from .configs import TrainConfig
-from .data import DataBundle, check_labels, fingerprint, load_spec, spec_label, training_rows
+from .data import (
+    DataBundle,
+    Example,
+    check_labels,
+    fingerprint,
+    load_spec,
+    spec_label,
+    training_rows,
+)
 from .data import TrainingRows as TrainingRows
 from .distributed import is_main, joined
 from .errors import InvalidInput
@@ -33,8 +42,10 @@ from .recording import (
     training_run,
     verify_untouched,
 )
+from .replay import record_mix, write_mix
 from .runtime import resolve_config, seed_everything
 from .store import EdgeIn, Registry, validate_name
+from .transfer import Transfer, plan_transfer
 
 if TYPE_CHECKING:
     from .backbone import Backbone, BaseInfo
@@ -52,6 +63,8 @@ class TrainOutcome:
     metrics: dict[str, dict[str, float]]
     fit: FitResult
     earlier_artifacts_verified: int
+    #: the related task this first adapter started from (see :mod:`registry.transfer`)
+    transfer: Transfer | None = None
 
 
 @dataclass
@@ -72,11 +85,22 @@ class TrainPlan:
     cache_layers: int
     #: The Hub id (``OWNER/NAME[@COMMIT]``) of which a local base folder is a copy.
     base_hub_id: str | None = None
+    #: start from a related task's adapter and replay its rows (:mod:`registry.transfer`)
+    transfer: Transfer | None = None
+
+    @property
+    def fit_rows(self) -> list[Example]:
+        """Return the rows the fit trains on: the train rows, or the transfer's mix."""
+        return self.transfer.rows if self.transfer is not None else self.rows.train
 
     def fit_data(self) -> FitData:
-        """Return the rows the fit loop trains on, picks the epoch with, and scores."""
+        """Return the rows the fit loop trains on, picks the epoch with, and scores.
+
+        The scored ``train`` split is the new data's own train rows (recorded under its
+        source, so a later ``update`` of the task replays them), even when the fit trains on
+        a transfer's mix."""
         return FitData(
-            self.rows.train, self.rows.validation, self.rows.eval_sets, self.schema.label_names
+            self.fit_rows, self.rows.validation, self.rows.eval_sets, self.schema.label_names
         )
 
 
@@ -94,12 +118,15 @@ def plan_training(
     label_field: str = "label",
     bundle: DataBundle | None = None,
     base_hub_id: str | None = None,
+    transfer: bool = True,
 ) -> TrainPlan:
     """Check a training request against the registry and the data without writing anything.
 
     ``bundle``: the data, already loaded from ``data`` by the caller (it is then not reloaded).
     ``base_hub_id``: the Hub id of which a local ``base`` is a copy (recorded with the run; it
     names the base in pushed model cards).
+    ``transfer``: for a task's first adapter without ``init_from``, start from a related task
+    with the same labels and replay its rows (:mod:`registry.transfer`).
 
     Raises:
         InvalidInput: bad names, data, labels, base model or warm start.
@@ -128,6 +155,12 @@ def plan_training(
         )
     rows = training_rows(bundle, cfg.seed, cfg.max_train_examples)
     init_entity = _warm_start(registry, init_from, info) if init_from else None
+    related = None
+    if transfer and init_from is None and after_drift is None:
+        related = plan_transfer(
+            registry, task, schema.label_names, schema.kind, info, rows.train, cfg.seed
+        )
+        init_entity = related.adapter if related is not None else None
     drift_report = registry.get_drift_report(after_drift) if after_drift is not None else None
     return TrainPlan(
         task=task,
@@ -143,6 +176,7 @@ def plan_training(
         drift_report=drift_report,
         cache_layers=_cached_prefix_layers(cfg, init_entity, info.num_layers),
         base_hub_id=base_hub_id,
+        transfer=related,
     )
 
 
@@ -178,6 +212,8 @@ def train(
     progress: bool = True,
     bundle: DataBundle | None = None,
     base_hub_id: str | None = None,
+    transfer: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train a new adapter version for ``task`` on ``data`` over base model ``base``; register it.
 
@@ -192,6 +228,11 @@ def train(
         after_drift: a drift report id that triggered this training (``trained_after_drift``).
         bundle: ``data`` already loaded by the caller.
         base_hub_id: the Hub id (``OWNER/NAME[@COMMIT]``) of which a local ``base`` is a copy.
+        transfer: the first adapter of a task without ``init_from`` starts from the production
+            adapter of the most recently promoted task with exactly the same labels (same base
+            model) and trains on its rows plus about as many of that task's recorded train
+            rows; validation is the new data's (:mod:`registry.transfer`). On by default.
+        log: called with the transfer line before training, when there is one.
 
     Raises:
         InvalidInput: bad data, labels, base model, or hyper-parameters (before any training).
@@ -210,7 +251,10 @@ def train(
         label_field=label_field,
         bundle=bundle,
         base_hub_id=base_hub_id,
+        transfer=transfer,
     )
+    if plan.transfer is not None and log is not None and is_main():
+        log(plan.transfer.line())
 
     def work(device: str, earlier: dict[str, str] | None) -> TrainOutcome | None:
         seed_everything(plan.config.seed)
@@ -218,7 +262,7 @@ def train(
         if version is None:  # another rank than 0
             return None
         verified = verify_untouched(registry, earlier) if earlier else 0
-        return TrainOutcome(version, metrics, result, verified)
+        return TrainOutcome(version, metrics, result, verified, plan.transfer)
 
     return run_and_register(registry, plan.config, "Training", plan.name, work)
 
@@ -260,14 +304,16 @@ def _train_and_register(
         art = Path(tmp) / "adapter"
         backbone.save_adapter(MODULE, art)
         prof_dir = save_profile(profile, Path(tmp) / "profile")
+        mix = _write_mix(plan, Path(tmp) / "mix")
         trainable = backbone.count_parameters()
         version = register_as_one(
             registry,
             lambda: _register(
-                registry, plan, adapter_config, art, prof_dir, trainable, result, metrics, device
+                registry, plan, adapter_config, art, prof_dir, trainable, result, metrics, device,
+                mix,
             ),
-            [art, prof_dir],
-        )
+            [art, prof_dir, *([mix] if mix else [])],
+        )  # fmt: skip
     return version, metrics, result
 
 
@@ -288,6 +334,13 @@ def _add_adapter(registry: Registry, backbone: Backbone, plan: TrainPlan) -> dic
     return config
 
 
+def _write_mix(plan: TrainPlan, folder: Path) -> Path | None:
+    """Write a transfer's mix (its rows, the new validation rows) to record with the version."""
+    if plan.transfer is None or not plan.transfer.counts:
+        return None
+    return write_mix(folder, plan.task, plan.fit_rows, plan.rows.validation)
+
+
 def _prefix_cache(backbone: Backbone, plan: TrainPlan) -> PrefixCache | None:
     if not plan.cache_layers:
         return None
@@ -297,7 +350,7 @@ def _prefix_cache(backbone: Backbone, plan: TrainPlan) -> PrefixCache | None:
         backbone,
         plan.cache_layers,
         base_revision=plan.info.revision,
-        data_fingerprint=fingerprint(plan.rows.train),
+        data_fingerprint=fingerprint(plan.fit_rows),
         max_length=plan.config.max_length,
     )
 
@@ -335,6 +388,7 @@ def _register(
     result: FitResult,
     metrics: dict[str, dict[str, float]],
     device: str,
+    mix: Path | None = None,
 ) -> E.AdapterVersion:
     info = plan.info
     base = ensure_base_row(registry, info, plan.base_hub_id)
@@ -342,6 +396,11 @@ def _register(
     task_row = registry.ensure_task(
         plan.task, schema.kind, schema.label_names, schema.fields, base.id
     )
+    extra: dict[str, Any] = {"base_hub_id": plan.base_hub_id} if plan.base_hub_id else {}
+    if plan.transfer is not None:
+        extra["transfer"] = plan.transfer.to_dict()
+        if mix is not None:  # the rows the fit trained on, as the task's train snapshot
+            extra["transfer"]["mix"] = record_mix(registry, task_row.id, mix, plan.fit_rows)
     lineage = []
     if plan.init_from is not None:
         lineage.append(EdgeIn("adapter", plan.init_from.id, "warm_started_from"))
@@ -368,7 +427,7 @@ def _register(
             schema.label_names,
             result,
             device,
-            **({"base_hub_id": plan.base_hub_id} if plan.base_hub_id else {}),
+            **extra,
         ),
         metrics=evaluation_metrics(
             registry, task_row, plan.source, plan.rows.eval_sets, metrics, result

@@ -49,6 +49,15 @@ def _metrics_rows(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
 @click.option(
     "--after-drift", type=int, help="Id of the drift report that triggered this training."
 )
+@click.option(
+    "--transfer/--no-transfer",
+    default=True,
+    show_default=True,
+    help="For a task's first adapter (no --init-from): start from the production adapter of "
+    "the most recently promoted task with exactly the same labels on this base, and train on "
+    "the new rows plus about as many of that task's recorded train rows (validation: the new "
+    "data's only).",
+)
 @text_fields_option()
 @label_field_option()
 @output_options(progress=True)
@@ -63,6 +72,7 @@ def train(
     name: str | None,
     init_from: str | None,
     after_drift: int | None,
+    transfer: bool,
     text_fields: str | None,
     label_field: str,
     as_json: bool,
@@ -71,7 +81,9 @@ def train(
     """Train a NEW adapter version for TASK on a frozen base model and register it.
 
     Earlier adapters are never changed: their sha256 is re-checked after training. Under
-    torchrun it trains data-parallel on every rank and rank 0 alone registers.
+    torchrun it trains data-parallel on every rank and rank 0 alone registers. A task's first
+    adapter transfers from a related task with the same labels unless --no-transfer (it says
+    so: "transfer: starting from ...").
 
     \b
     Example:
@@ -79,6 +91,7 @@ def train(
           --base ./minilm --name books --epochs 3
       adapter-registry train sentiment --data ../shared/data/mds_books \\
           --base ./minilm --base-hub-id sentence-transformers/all-MiniLM-L6-v2
+      adapter-registry train amazon5 --data ../shared/data/amazon5 --base ./minilm --no-transfer
       torchrun --nproc-per-node 4 -m registry train sentiment --data ../shared/data/mds_books \\
           --base ./minilm --device cuda
     """
@@ -101,6 +114,8 @@ def train(
         label_field=label_field,
         progress=progress_enabled(),
         base_hub_id=base_hub_id,
+        transfer=transfer,
+        log=None if as_json else click.echo,
     )
     if not is_main():
         return  # under torchrun rank 0 reports
@@ -116,6 +131,7 @@ def train(
                 "tokens_per_s": outcome.fit.tokens_per_s,
                 "wall_time_s": outcome.fit.wall_time_s,
                 "earlier_artifacts_verified": outcome.earlier_artifacts_verified,
+                "transfer": outcome.transfer.to_dict() if outcome.transfer else None,
             }
         )
         return

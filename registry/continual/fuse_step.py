@@ -7,8 +7,6 @@ written as an artifact and recorded as a dataset that points at it, so ``verify`
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,8 @@ from typing import Any
 from .. import entities as E
 from ..composer import fuse
 from ..configs import FuseConfig
-from ..data import (
-    DataBundle,
-    Example,
-    fingerprint,
-    label_distribution,
-    load_spec,
-    write_jsonl,
-)
-from ..errors import RegistryError
+from ..data import DataBundle, Example
+from ..replay import mix_rows, record_mix, recorded_train_rows, write_mix
 from ..store import Registry
 from .common import domain_name
 
@@ -39,25 +30,6 @@ def fusion_over(registry: Registry, task: str, member_ids: list[int]) -> E.Fusio
         ):
             return entity
     return None
-
-
-def _snapshot_rows(ds: E.Dataset, split: str) -> tuple[list[Example] | None, str]:
-    """Reload a recorded snapshot from its source; None unless the fingerprint still matches."""
-    try:
-        rows = load_spec(ds.source).split(split)
-    except RegistryError as err:
-        return None, str(err)
-    for candidate in (rows, rows[: ds.row_count]):
-        if fingerprint(candidate) == ds.fingerprint:
-            return candidate, ""
-    return None, "fingerprint changed"
-
-
-def _is_mix(registry: Registry, source: str) -> bool:
-    """Return True for a replay mix: an artifact of this registry, or an older ``home/replay``."""
-    path = Path(source).resolve()
-    roots = (registry.artifacts.root, registry.settings.home / "replay")
-    return any(path.is_relative_to(root.resolve()) for root in roots)
 
 
 def replay_mix(
@@ -81,46 +53,14 @@ def replay_mix(
     new_train, val = (
         split if split is not None else (new.split("train"), new.splits.get("validation", []))
     )
-    sources: dict[str, E.Dataset] = {}
-    for ds in registry.list_datasets(task.id):
-        if ds.split != "train" or ds.source == new_source or not Path(ds.source).exists():
-            continue
-        if _is_mix(registry, ds.source):
-            continue  # an earlier mix (recorded as a fusion's train data): its rows are above
-        sources[ds.source] = ds  # the newest snapshot per source wins
-    earlier: dict[str, list[Example]] = {}
-    for source, ds in sources.items():
-        rows, _ = _snapshot_rows(ds, "train")
-        if rows:
-            earlier[source] = rows
+    earlier = recorded_train_rows(registry, task.id, exclude=new_source)
     if not earlier:
         return None
-    per_source = max(1, len(new_train) // len(earlier))
-    rng = random.Random(seed)
-    mixed = list(new_train)
-    counts: dict[str, int] = {}
-    for source, rows in sorted(earlier.items()):
-        take = rng.sample(rows, min(per_source, len(rows)))
-        counts[source] = len(take)
-        mixed.extend(take)
-    rng.shuffle(mixed)
-    key = hashlib.sha256(f"{fingerprint(mixed)}:{fingerprint(val)}".encode()).hexdigest()[:16]
+    mixed, counts = mix_rows(new_train, earlier, seed)
     with registry.artifacts.staging("replay") as tmp:
-        folder = Path(tmp) / f"{task.name}-{key}"
-        if val:
-            write_jsonl(val, folder / "validation.jsonl")
-        write_jsonl(mixed, folder / "train.jsonl")
-        stored = registry.artifacts.put(folder)
-    registry.record_dataset(
-        task.id,
-        str(stored.path),
-        "train",
-        len(mixed),
-        fingerprint(mixed),
-        label_distribution(mixed),
-        artifact_sha256=stored.sha256,
-    )
-    return str(stored.path), counts
+        folder = write_mix(Path(tmp), task.name, mixed, val)
+        path = record_mix(registry, task.id, folder, mixed)
+    return path, counts
 
 
 def replay_step(
