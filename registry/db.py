@@ -26,6 +26,7 @@ from .errors import AlreadyExists, DatabaseError, InvalidInput, NotFound, Schema
 from .settings import KNOWN_REVISIONS as KNOWN_REVISIONS
 from .settings import SCHEMA_HEAD as SCHEMA_HEAD
 from .settings import Settings
+from .store.commits import sigint_deferred
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
@@ -239,10 +240,14 @@ class Database:
             raise translate_db_error(err) from err
 
     @contextmanager
-    def raw_session(self, readonly: bool = False) -> Iterator[Session]:
+    def raw_session(
+        self, readonly: bool = False, on_commit: Callable[[], None] | None = None
+    ) -> Iterator[Session]:
         """Yield a session like :meth:`session_scope` but let SQLAlchemy errors through.
 
         The store uses it inside :func:`with_retries`, which must see the original error.
+        ``on_commit`` runs right after a write session commits, with Ctrl-C held back across
+        the commit and it (so a count of commits it keeps is never behind the database).
         """
         maker = self._read_sessions if readonly else self._sessions
         session = maker()
@@ -251,7 +256,10 @@ class Database:
             if readonly:
                 session.rollback()
             else:
-                session.commit()
+                with sigint_deferred():
+                    session.commit()
+                    if on_commit is not None:
+                        on_commit()
         except BaseException:
             session.rollback()
             raise

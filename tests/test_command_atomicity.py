@@ -4,13 +4,16 @@ says so, and the re-check of earlier artifacts counts only what it re-verified.
 - 9: a ``train`` whose registration fails (here: the adapter name was taken by another task
   while it trained) leaves no base model, task or dataset row and no new artifact behind;
 - 10: Ctrl-C (a real SIGINT) right after ``train`` committed its version exits 130 saying the
-  version is complete, not "nothing was registered" (slow: a real training run);
+  version is complete, not "nothing was registered": raised in-process at the exact point
+  between the database's commit and the count of commits (deterministic, for ``tag`` and for a
+  real ``train``), and sent from outside to a real ``train`` process (slow);
 - 11: an earlier artifact that a row still points at but that is gone is not counted as
   re-verified, and is named in a Note.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -19,12 +22,16 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from click.testing import CliRunner
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
 
 from registry import recording, trainer
+from registry.cli import cli
 from registry.errors import IntegrityError, Interrupted, InvalidInput
 from registry.fitting import FitResult
 from registry.store import Registry
@@ -95,11 +102,60 @@ def test_the_recheck_counts_only_what_it_reverified(tmp_path: Path) -> None:
 CHILD_ARGS = ["--no-progress", "--epochs", "1", "--batch-size", "16", "--max-length", "32"]
 
 
+@contextlib.contextmanager
+def sigint_after_commit() -> Iterator[list[int]]:
+    """A real SIGINT raised at the first commit's ``after_commit`` inside the block: the
+    database has committed, the process has not counted it yet (the old race window, hit every
+    time)."""
+    fired: list[int] = []
+
+    def fire(_session: Session) -> None:
+        if not fired:
+            fired.append(1)
+            signal.raise_signal(signal.SIGINT)
+
+    event.listen(Session, "after_commit", fire)
+    try:
+        yield fired
+    finally:
+        event.remove(Session, "after_commit", fire)
+
+
+def test_ctrl_c_between_the_commit_and_its_count_says_it_was_recorded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry.init(home)
+    seed_task(reg)
+    add_version(reg, tmp_path, "books", b"weights")
+    with sigint_after_commit() as fired:
+        result = CliRunner().invoke(cli, ["--home", str(home), "tag", "books@1", "gold"])
+    assert fired, "the hook did not fire: nothing was committed"
+    assert result.exit_code == 130, result.output
+    assert "nothing was registered" not in result.stderr
+    assert "recorded this command's changes" in result.stderr
+    reg = Registry.open(home)
+    assert reg.tags(reg.resolve("books@1")) == ["gold"]
+
+
+def test_ctrl_c_between_trains_commit_and_its_count_says_the_version_is_complete(
+    tmp_path: Path, tiny_base_dir: Path
+) -> None:
+    home = tmp_path / "home"
+    Registry.init(home).close()
+    data = sentiment_data(tmp_path / "data")
+    args = ["--home", str(home), "train", "reviews", "--data", str(data)]
+    with sigint_after_commit() as fired:
+        result = CliRunner().invoke(
+            cli, [*args, "--base", str(tiny_base_dir), "--name", "fresh", *CHILD_ARGS]
+        )
+    assert fired, "the hook did not fire: nothing was committed"
+    assert result.exit_code == 130, result.output
+    assert "nothing was registered" not in result.stderr
+    assert "after fresh was registered: the new version is complete" in result.stderr
+    assert "adapter-registry verify" in result.stderr
+    assert Registry.open(home).resolve("fresh@1").name == "fresh"
+
+
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="known race (issue 16, finding 10): a SIGINT between the commit and the count of "
-    "committed writes still says 'nothing was registered'; failed in a clean-clone CI run"
-)
 def test_ctrl_c_after_the_commit_says_the_version_is_complete(
     tmp_path: Path, tiny_base_dir: Path
 ) -> None:

@@ -42,13 +42,12 @@ class Plumbing:
         """
 
         def attempt() -> T:
-            with self.db.raw_session() as session:
+            with self.db.raw_session(on_commit=_committed) as session:
                 self._joined.session = session
                 try:
                     out = fn(session)
                 finally:
                     self._joined.session = None
-            _committed()
             return out
 
         if getattr(self._joined, "session", None) is not None:
@@ -69,9 +68,8 @@ class Plumbing:
             return fn(joined)
 
         def attempt() -> T:
-            with self.db.raw_session() as session:
+            with self.db.raw_session(on_commit=_committed) as session:
                 out = fn(session)
-            _committed()
             return out
 
         try:
