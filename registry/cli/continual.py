@@ -188,7 +188,10 @@ def update(
     By default the new adapter version starts from the current one's weights and trains on
     the new data plus replayed rows of the task's earlier data (on the measured domain stream
     0.823 average accuracy against 0.628 for a fresh adapter: benchmarks/RESULTS.md). Nothing
-    registered is changed. Re-running after an interruption reuses finished steps.
+    registered is changed. Each step commits its own complete record (drift report, adapter
+    version, fusion, scores); the promotion (its rows and the alias move) commits at the end,
+    all or nothing. So an update that failed or was interrupted leaves no half-promotion, and
+    re-running it with the same data reuses the finished steps instead of training again.
     The new adapter starts from the current adapter's recorded recipe (epochs, lr, method,
     ...); options given here override it, and machine settings (--device, --precision,
     --batch-size, --max-tokens) are this machine's. The fusion shares the adapter's settings

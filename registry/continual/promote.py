@@ -79,13 +79,20 @@ def promote(
     gate_reason: str | None = None,
 ) -> None:
     """Record the promotion of ``candidate`` (and, on the first update, of ``incumbent`` as step
-    0), with the gate's metric and reason, then move ``TASK:alias`` to it."""
-    if first:
-        registry.record_promotion(incumbent, 0, learned_dataset(registry, incumbent), alias)
-    registry.record_promotion(
-        candidate, step, new_dataset_id, alias, gate_metric=gate_metric, gate_reason=gate_reason
-    )
-    registry.set_alias(task, alias, candidate.uid)
+    0), with the gate's metric and reason, then move ``TASK:alias`` to it: one transaction, so
+    a failure leaves neither a promotion row nor a moved alias (no half-promotion; #16 finding
+    9), and a rerun promotes afresh."""
+    from sqlalchemy import exc
+
+    def write(_session: object) -> None:
+        if first:
+            registry.record_promotion(incumbent, 0, learned_dataset(registry, incumbent), alias)
+        registry.record_promotion(
+            candidate, step, new_dataset_id, alias, gate_metric=gate_metric, gate_reason=gate_reason
+        )
+        registry.set_alias(task, alias, candidate.uid)
+
+    registry.transaction(write, is_conflict=lambda e: isinstance(e, exc.IntegrityError))
 
 
 def record_refusal(

@@ -1,7 +1,14 @@
 """One continual step, in order: drift → plan → train → fuse → evaluate → gate → promote.
 
-Every step looks for its own finished result before doing work, so an interrupted ``update``
-re-run with the same data reuses the drift report, the adapter version and the fusion it made.
+Resumable by design, not one transaction: each step commits its own finished, complete
+record (the drift report; the adapter version, registered all-or-nothing with its files; the
+fusion, likewise; the scores, as metric rows), and every step looks for its own finished result
+before doing work, so an ``update`` that failed or was interrupted, re-run with the same data,
+reuses the drift report, the adapter version, the fusion and the scores it made instead of
+training again. Only the promotion is what the command changes: its rows and the alias move
+commit as one transaction (:func:`.promote.promote`), so a failure never leaves a
+half-promotion, and the alias moves only at the end. Nothing a failed run left is an orphan:
+every kept record is a registered, verifiable version or measurement (#16 finding 9).
 The data spec is loaded once, here, and handed down to every step.
 """
 
