@@ -9,6 +9,7 @@ Times whole CLI processes (start-up included), as a user would see them: ``--hel
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -130,6 +131,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.versions, args.metrics, args.runs = 1000, 10_000, 3
+    # As an installed package: byte-compiled ahead, so that no CLI process below spends its
+    # time compiling sources (PYTHONDONTWRITEBYTECODE=1 would otherwise make every one do so).
+    import registry
+
+    compileall.compile_dir(str(Path(registry.__file__).parent), quiet=1)
     home = Path(tempfile.mkdtemp(prefix="ar-scale-")) / "home"
     t0 = time.perf_counter()
     populate(home, args.versions, args.metrics, args.depth)
@@ -149,6 +155,7 @@ def main() -> None:
     # Each read command twice: the default sqlite3 read path, and the full SQLAlchemy store
     # (ADAPTER_REGISTRY_FAST_READ=0), interleaved so both see the same machine load.
     full_env = {**env, "ADAPTER_REGISTRY_FAST_READ": "0"}
+    load_start = os.getloadavg()
     times: dict[str, list[float]] = {k: [] for k in commands}
     full_times: dict[str, list[float]] = {k: [] for k in commands if "start-up" not in k}
     cpu: dict[str, list[float]] = {k: [] for k in commands}
@@ -162,6 +169,7 @@ def main() -> None:
                 wall, used = time_cli(cmd, full_env)
                 full_times[name].append(wall)
                 full_cpu[name].append(used)
+    load_end = os.getloadavg()
     edges = json.loads(
         subprocess.run(
             [
@@ -194,8 +202,9 @@ def main() -> None:
         f"{args.versions:,} adapter versions ({names:,} names × {args.versions // names} "
         f"versions), {args.metrics:,} metric rows, a warm-start lineage chain of "
         f"{len(edges)} edges; SQLite (WAL). Built in {build_s:.1f}s. Wall time of whole CLI "
-        f"processes (Python start-up included), median of {args.runs} interleaved runs; CPU "
-        "time (user + system of the process) is the minimum of those runs.",
+        f"processes (Python start-up included; the package byte-compiled ahead, as installed), "
+        f"median of {args.runs} interleaved runs; CPU time (user + system of the process) is the "
+        "minimum of those runs.",
         "",
         "| command | median ms | min ms | max ms | target | met | full store median ms "
         "| fast / full | CPU ms | full store CPU ms | fast / full (CPU) |",
@@ -225,6 +234,10 @@ def main() -> None:
         "registries and every write use).",
         f"- heavy libraries (torch, transformers, adapters) imported by the CLI at start-up: "
         f"{import_probe}",
+        "- load average (1, 5, 15 min) when the timing started: "
+        f"{', '.join(f'{x:.2f}' for x in load_start)}; when it ended: "
+        f"{', '.join(f'{x:.2f}' for x in load_end)} ({os.cpu_count()} cores: above that, "
+        "processes wait for one)",
         "",
         "## Where and how",
         "",
