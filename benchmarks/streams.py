@@ -759,6 +759,16 @@ def write_report(
 
 SIZE_KEYS = ("train_rows", "dev_rows", "report_rows", "epochs", "patience", "max_length",
              "batch_size", "adapter_lr", "full_lr", "fusion_lr", "base", "data_root")  # fmt: skip
+LR_KEYS = ("adapter_lr", "full_lr", "fusion_lr")
+#: the learning rates each method trains with (the registry and its variants: all but full_lr)
+METHOD_LRS = {"seq-ft": ("full_lr",), "seq-ft-replay": ("full_lr",), "joint": ("full_lr",),
+              "adapter": ("adapter_lr",)}  # fmt: skip
+
+
+def _same_lrs(old_args: dict[str, str], args: argparse.Namespace, method: str) -> bool:
+    """Whether ``method`` ran (per the old file's args) at the learning rates asked for now."""
+    keys = METHOD_LRS.get(method, ("adapter_lr", "fusion_lr"))
+    return all(old_args.get(k) == str(getattr(args, k)) for k in keys)
 
 
 def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, list[float]]]:
@@ -770,17 +780,23 @@ def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, l
     if not path.exists():
         return [], {}
     old = json.loads(path.read_text(encoding="utf-8"))
-    if any(old["args"].get(k) != str(getattr(args, k)) for k in SIZE_KEYS):
+    if any(old["args"].get(k) != str(getattr(args, k)) for k in SIZE_KEYS if k not in LR_KEYS):
         return [], {}
+    # a run at other learning rates than its method is asked for now is dropped (the others
+    # stay: e.g. a new adapter lr keeps the full fine-tuning runs)
     seeds = {int(s) for s in args.seeds.split(",")}
     methods = set(args.methods.split(","))
     runs = [
-        MethodRun(**r) for r in old["runs"] if not (r["seed"] in seeds and r["method"] in methods)
+        MethodRun(**r)
+        for r in old["runs"]
+        if not (r["seed"] in seeds and r["method"] in methods)
+        and _same_lrs(old["args"], args, r["method"])
     ]
     singles = {
         int(k): v
         for k, v in old["single"].items()
         if not (int(k) in seeds and single_source(args) in methods)
+        and _same_lrs(old["args"], args, single_source(args))
     }
     return runs, singles
 
