@@ -78,6 +78,8 @@ def rich_registry(tmp_path: Path) -> Registry:
     )
     reg.set_alias("sentiment", "production", f"f{fusion.id}")
     reg.record_promotion(fusion, 1, None, "production", gate_metric="macro_f1", gate_reason="won")
+    reg.tag(f"f{fusion.id}", ["team", "reviewed"])
+    reg.describe("dvd@1", "DVD reviews\nsecond line")
     reg.record_promotion(v2, 1, None, "production", gate_metric="accuracy", outcome="refused")
     reg.set_alias("sentiment", "books", "books@1")
     reg.record_hub_link(
@@ -97,6 +99,7 @@ COMMANDS = [
     ["show", "books@1", "--json"],
     ["show", "books", "--json"],  # every version deprecated: the store's error
     ["show", "dvd", "--json"],
+    ["show", "dvd@1"],
     ["show", "sentiment:production"],
     ["show", "sentiment:production", "--json"],
     ["show", "f1", "--json"],
@@ -127,6 +130,9 @@ def test_reader_answers_plain_reads_and_defers_the_rest(rich_registry: Registry)
         assert (promoted.outcome, promoted.gate_metric) == ("promoted", "macro_f1")
         assert (refused.outcome, refused.gate_metric) == ("refused", "accuracy")
         assert reader.promotion_of(reader.resolve("books@1")) is None
+        assert reader.tags(fusion) == ["reviewed", "team"]
+        assert reader.description(reader.resolve("dvd")) == "DVD reviews\nsecond line"
+        assert (reader.tags(reader.resolve("dvd")), reader.description(fusion)) == ([], None)
         assert [a.target_ref for a in reader.aliases()] == ["books@1", "sentiment-fusion@1"]
         for ref in ("books", "1", "sentiment:nope", "nothing", "dvd@x", "a99"):
             with pytest.raises(fastread.Fallback):

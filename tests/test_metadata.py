@@ -113,7 +113,16 @@ def test_describe_an_adapter_name_and_a_fusion_version(
         "id": fusion.uid,
         "description": "two domains",
     }
+    three.tag("books@3", ["reviewed", "baseline"])
+    shown = _cli(backend_url, "show", "books@3")  # the adapter name's description, own tags
+    assert shown.exit_code == 0, shown.output
+    assert "  description   Books reviews, 2019 crawl.\n" in shown.output
+    assert "  tags          baseline, reviewed\n" in shown.output
+    data = json.loads(_cli(backend_url, "show", "mix@1", "--json").output)
+    assert (data["description"], data["tags"]) == ("two domains", [])
+    assert "tags " not in _cli(backend_url, "show", "mix@1").output
     assert _cli(backend_url, "describe", "books@2", "--clear").exit_code == 0
+    assert "description" not in _cli(backend_url, "show", "books@3").output
     assert three.description(three.resolve("books@1")) is None
     with pytest.raises(InvalidInput, match="at most 10000"):
         three.describe("books@1", "x" * 10_001)

@@ -188,6 +188,8 @@ def _show_data(registry: RegistryReader, ref: str) -> tuple[E.Entity, E.BaseMode
         for a in registry.aliases()
         if (a.target_kind, a.target_id) == (entity.kind, entity.id)
     ]
+    data["description"] = registry.description(entity)
+    data["tags"] = registry.tags(entity)
     data["hub_links"] = [h.to_dict() for h in registry.hub_links(entity)]
     promotion = registry.promotion_of(entity)
     data["promotion"] = None if promotion is None else promotion.to_dict()
@@ -216,6 +218,10 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         echo_json(data)
         return
     click.echo(f"{entity.ref}  ({entity.kind} {entity.uid}, task {entity.task}, {entity.status})")
+    if data["description"]:
+        click.echo("  description   " + data["description"].replace("\n", "\n" + " " * 16))
+    if data["tags"]:
+        click.echo(f"  tags          {', '.join(data['tags'])}")
     click.echo(
         f"  base model    {base.name} @ {base.revision[:12]} "
         f"({base.architecture}, {base.num_layers} layers)"

@@ -274,6 +274,23 @@ class SqliteReader:
         row = self._one(sql, (entity.kind, entity.id))
         return None if row is None else mappers.promotion(row)
 
+    def tags(self, entity: E.Entity) -> list[str]:
+        """Return an entity's tags, sorted."""
+        sql = "SELECT tag FROM tags WHERE entity_kind = ? AND entity_id = ? ORDER BY tag"
+        return [r["tag"] for r in self._rows(sql, (entity.kind, entity.id))]
+
+    def description(self, entity: E.Entity) -> str | None:
+        """Return an entity's description (an adapter version's is its name's)."""
+        if entity.kind == "fusion":
+            row = self._one("SELECT description FROM fusions WHERE id = ?", (entity.id,))
+        else:
+            row = self._one(
+                "SELECT a.description FROM adapters a JOIN adapter_versions av "
+                "ON av.adapter_id = a.id WHERE av.id = ?",
+                (entity.id,),
+            )
+        return None if row is None else row["description"]
+
     def aliases(self) -> list[E.Alias]:
         """Return every alias, ordered by task and alias name."""
         return [
