@@ -430,11 +430,12 @@ def fusion_attention(
     *,
     split: str = "validation",
     max_examples: int = 256,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, list[str]]:
     """Return a fusion's mean attention per layer and member ([layers, members]) and member refs.
 
-    Averaged over the real tokens of the first ``max_examples`` rows of ``split``; labels in the
-    data are ignored.
+    Averaged over the real tokens of the first ``max_examples`` rows of ``split``, with the
+    model on ``device``; labels in the data are ignored.
     """
 
     from .data import make_batches
@@ -464,7 +465,7 @@ def fusion_attention(
             f"{'pair' if bundle.pair else 'single'}-text.",
             hint="Give data of the fusion's task.",
         )
-    loaded = load_entity(registry, entity)
+    loaded = load_entity(registry, entity, device)
     members = loaded.setup
     assert isinstance(members, list)
     batches, _ = make_batches(

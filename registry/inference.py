@@ -104,11 +104,13 @@ def evaluate_entity(
     label_field: str = "label",
     loaded: Loaded | None = None,
     step: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Evaluate an adapter version or fusion on a labelled split; record the metrics.
 
     Returns accuracy, macro-F1 and per-class F1. With ``record`` the split is stored as a
-    dataset snapshot and the metrics as rows of the entity.
+    dataset snapshot and the metrics as rows of the entity. ``device``: where the model runs
+    when ``loaded`` is not given (``cpu``, ``cuda``, ``cuda:N``).
     """
     from .evaluate import classification_metrics
 
@@ -124,7 +126,7 @@ def evaluate_entity(
             f"Split {split!r} has unlabelled rows: nothing to score against.",
             hint="Evaluate on a labelled split (--split).",
         )
-    loaded = loaded or load_entity(registry, entity)
+    loaded = loaded or load_entity(registry, entity, device)
     preds = predict_examples(loaded, rows)
     label_ids = {name: i for i, name in enumerate(task.label_names)}
     metrics = classification_metrics(
@@ -151,8 +153,10 @@ def predict(
     data: Any = None,
     split: str | None = None,
     text_fields: tuple[str, ...] | None = None,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Predict labels for given texts (``(text_a, text_b or None)``) or a data spec's split."""
+    """Predict labels for given texts (``(text_a, text_b or None)``) or a data spec's split,
+    with the model on ``device`` (``cpu``, ``cuda``, ``cuda:N``)."""
     entity = registry.resolve(ref)
     task = registry.get_task_by_id(entity.task_id)
     if texts is not None:
@@ -172,5 +176,5 @@ def predict(
     else:
         raise InvalidInput("Nothing to predict.", hint="Give --text TEXT or --data SPEC.")
     _check_pairing(entity, task, pair)
-    loaded = load_entity(registry, entity)
+    loaded = load_entity(registry, entity, device)
     return predict_examples(loaded, examples)

@@ -234,3 +234,61 @@ def test_plots_are_at_least_800_px_wide(tmp_path: Path) -> None:
     for png in pngs:
         height, width = imread(png).shape[:2]
         assert width >= 800 and height >= 500, (png, width, height)
+
+
+MODEL_RUNNERS = ("train", "fuse", "eval", "predict", "attention", "serve")
+
+
+def test_commands_that_run_a_model_take_the_same_device_and_threads() -> None:
+    commands = _commands()
+    for flag in ("--device", "--threads"):
+        seen = {}
+        for name in MODEL_RUNNERS:
+            option = _option(commands[name], flag)
+            assert option is not None, f"{name} has no {flag}"
+            seen[name] = (option.help, option.default)
+        assert len(set(seen.values())) == 1, seen
+
+
+def test_eval_predict_run_where_asked_and_check_like_train(
+    trained: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from registry import inference
+
+    reg, version, data = trained
+    runner = CliRunner()
+    devices: list[str] = []
+    real = inference.load_entity
+
+    def spy(registry: Any, entity: Any, device: str = "cpu", *a: Any, **kw: Any) -> Any:
+        devices.append(device)  # what the command chose reaches the loader; run on the CPU
+        return real(registry, entity, "cpu", *a, **kw)
+
+    monkeypatch.setattr(inference, "load_entity", spy)  # the name eval and predict call
+    # as if --device cpu resolved to the second GPU: the choice must reach the model
+    monkeypatch.setattr("registry.runtime.pick_device", lambda d: "cuda:1" if d == "cpu" else d)
+    before = torch.get_num_threads()
+    try:
+        for args in (
+            ["eval", version.ref, "--data", str(data), "--no-record"],
+            ["predict", version.ref, "--text", "fine"],
+        ):
+            res = runner.invoke(cli, [*args, "--device", "cpu", "--threads", "1", "--json"])
+            assert res.exit_code == 0, res.output
+            assert torch.get_num_threads() == 1
+            torch.set_num_threads(before)
+    finally:
+        torch.set_num_threads(before)
+    assert devices == ["cuda:1", "cuda:1"]
+    monkeypatch.undo()
+    res = runner.invoke(cli, ["eval", version.ref, "--data", str(data), "--threads", "0"])
+    assert res.exit_code == 1, res.output
+    assert "threads must be a whole number ≥ 1, got 0" in res.output
+    assert "Hint: e.g. --threads 2" in res.output
+    res = runner.invoke(cli, ["attention", version.ref, "--data", str(data), "--device", "tpu"])
+    assert res.exit_code == 1 and "device must be cpu, cuda, cuda:N or auto" in res.output
+    if not torch.cuda.is_available():
+        res = runner.invoke(cli, ["predict", version.ref, "--text", "x", "--device", "cuda"])
+        assert res.exit_code == 1 and "CUDA was requested but no GPU" in res.output

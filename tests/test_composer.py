@@ -436,7 +436,10 @@ def test_cli_attention_writes_png(reg: Registry, template: dict[str, Any], tmp_p
     assert out.rstrip().endswith(f"Wrote heatmap to {png}")
     assert "nli@1" in out and "LAYER" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    code, out = run("attention", "cb-fusion", "--data", str(data), "--out", str(out_dir), "--json")
+    code, out = run(
+        "attention", "cb-fusion", "--data", str(data), "--out", str(out_dir), "--json",
+        "--device", "cpu", "--threads", "2",
+    )  # fmt: skip
     assert code == 0, out
     payload = json.loads(out)
     assert payload["members"] == ["nli@1", "para@1", "cb@1"]

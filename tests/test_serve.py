@@ -425,7 +425,8 @@ def test_serve_command_end_to_end(template: dict[str, Any], tmp_path: Path) -> N
     home = tmp_path / "home-cli"
     shutil.copytree(template["home"], home)
     env = {**os.environ, "ADAPTER_REGISTRY_HOME": str(home), "ADAPTER_REGISTRY_SERVE_TOKEN": "t"}
-    cmd = [sys.executable, "-m", "registry", "serve", "--port", "0", "--json"]
+    # --quiet keeps --json's ready line (what scripts wait for)
+    cmd = [sys.executable, "-m", "registry", "serve", "--port", "0", "--json", "--quiet"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -440,6 +441,37 @@ def test_serve_command_end_to_end(template: dict[str, Any], tmp_path: Path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_serve_quiet_prints_nothing_and_serves(template: dict[str, Any], tmp_path: Path) -> None:
+    from registry.serve.runner import bind
+
+    home = tmp_path / "home-quiet"
+    shutil.copytree(template["home"], home)
+    free = bind("127.0.0.1", 0)
+    port = free.getsockname()[1]
+    free.close()
+    env = {**os.environ, "ADAPTER_REGISTRY_HOME": str(home)}
+    cmd = [sys.executable, "-m", "registry", "serve", "--port", str(port), "-q", "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}", timeout=5.0)
+        for _ in range(1200):  # until it answers (or exits); no time is asserted
+            if proc.poll() is not None:
+                break
+            try:
+                status, out = client.predict({"task": "sentiment", "text": "a good movie"})
+                break
+            except OSError:
+                client.close()
+                time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        assert status == 200 and out["model"]["ref"] == "sentiment@1"
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=30)
+    assert stdout == ""
+    assert "Loading models" not in stderr and "Serving on" not in stderr, stderr
 
 
 def test_serve_refuses_a_busy_port_and_bad_settings(template: dict[str, Any]) -> None:

@@ -13,8 +13,10 @@ from .options import (
     config_from,
     config_options,
     label_field_option,
+    machine_options,
     output_options,
     text_fields_option,
+    use_machine,
 )
 from .output import echo_json, open_registry, table
 
@@ -137,6 +139,7 @@ def _print_outcome(outcome: FuseOutcome) -> None:
     show_default=True,
     help="Folder for the PNG heatmap.",
 )
+@machine_options()
 @output_options(progress=True)
 @click.pass_context
 def attention(
@@ -146,6 +149,8 @@ def attention(
     split: str,
     max_examples: int,
     out: Path,
+    device: str,
+    threads: int | None,
     as_json: bool,
 ) -> None:
     """Show how much a fusion attends to each member adapter, per layer, and plot it.
@@ -159,9 +164,12 @@ def attention(
     from ..composer import fusion_attention
     from ..plots import plot_attention_png
 
+    device = use_machine(device, threads)
     registry = open_registry(ctx)
     fusion = registry.resolve(ref)
-    weights, members = fusion_attention(registry, ref, data, split=split, max_examples=max_examples)
+    weights, members = fusion_attention(
+        registry, ref, data, split=split, max_examples=max_examples, device=device
+    )
     png = out / f"attention-{fusion.name}-v{fusion.version}.png"
     plot_attention_png(weights, members, png, f"{fusion.ref}: fusion attention ({split})")
     if as_json:

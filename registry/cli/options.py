@@ -172,6 +172,31 @@ def _int_list(value: str | None, option: str) -> list[int]:
 
 # --------------------------------------------------------- options every command shares
 JSON_HELP = "Print JSON for scripts (the result alone on stdout)."
+QUIET_HELP = "Print nothing but errors (and --json's JSON)."
+
+
+def quiet_option() -> Callable[[F], F]:
+    """``--quiet``/``-q`` (what :func:`output_options` adds; ``serve`` takes it alone)."""
+    return click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
+
+
+def machine_options(help_prefix: str = "") -> Callable[[F], F]:
+    """``--device`` and ``--threads``, the machine fields of :class:`~registry.configs.FitConfig`:
+    the same options ``train``, ``fuse`` and ``update`` take, for the commands that only run a
+    model (``eval``, ``predict``, ``attention``, ``serve``). See :func:`use_machine`."""
+    from ..configs import FitConfig
+
+    return config_options(FitConfig, only=("device", "threads"), help_prefix=help_prefix)
+
+
+def use_machine(device: str, threads: int | None) -> str:
+    """Check ``--device``/``--threads`` as ``train`` does, set the threads, return the device."""
+    from ..configs import FitConfig
+    from ..runtime import pick_device, set_threads
+
+    FitConfig(device=device, threads=threads)  # the same checks and messages as train's
+    set_threads(threads)
+    return pick_device(device)
 
 
 def output_options(*, progress: bool = False) -> Callable[[F], F]:
@@ -205,9 +230,7 @@ def output_options(*, progress: bool = False) -> Callable[[F], F]:
                 is_flag=True,
                 help="Hide the progress bars (shown on stderr, on a terminal only).",
             )(made)
-        made = click.option(
-            "--quiet", "-q", is_flag=True, help="Print nothing but errors (and --json's JSON)."
-        )(made)
+        made = quiet_option()(made)
         made = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(made)
         return typing.cast(F, made)
 

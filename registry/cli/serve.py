@@ -8,6 +8,7 @@ import os
 import click
 
 from ..serve.config import PRECISIONS, TOKEN_ENV, ServeConfig
+from .options import machine_options, quiet_option
 from .output import open_registry
 
 
@@ -50,7 +51,7 @@ from .output import open_registry
     help="Most texts in one request (larger batches get 413).",
 )
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per text.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
+@machine_options()
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
@@ -58,7 +59,6 @@ from .output import open_registry
     show_default=True,
     help="Inference precision (bf16 autocast on CPU or GPU; fp16 on GPU only).",
 )
-@click.option("--threads", type=int, help="torch CPU threads (default: torch's choice).")
 @click.option(
     "--token",
     envvar=TOKEN_ENV,
@@ -66,6 +66,7 @@ from .output import open_registry
 )
 @click.option("--ui", is_flag=True, help="Also serve the read-only web UI under /ui.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line when ready.")
+@quiet_option()
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -83,6 +84,7 @@ def serve(
     token: str | None,
     ui: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Serve every task's production model over HTTP, hot-swapped when the alias moves.
 
@@ -122,7 +124,7 @@ def serve(
         assert isinstance(pool, ModelPool)
         served = {t: s.entity.ref for t, s in sorted(pool.serving().items())}
         failed = pool.failures()
-        if as_json:
+        if as_json:  # with --quiet too: it is the ready signal scripts wait for
             click.echo(
                 json.dumps(
                     {
@@ -134,7 +136,7 @@ def serve(
                     }
                 ),
             )
-        else:
+        elif not quiet:
             click.echo(f"Serving on {url} (docs: {url}/docs{', UI: ' + url + '/ui' if ui else ''})")
             for task, ref in served.items():
                 click.echo(f"  {task}:{alias} → {ref}")
@@ -148,7 +150,7 @@ def serve(
             click.echo(f"Watching the aliases every {poll_interval:g} s. Ctrl-C stops.")
 
     server = Server(registry, config, on_ready=ready)
-    if not as_json:
+    if not (as_json or quiet):
         click.echo(f"Loading models for {server.url} …", err=True)
     server.load()
     server.run()

@@ -14,9 +14,11 @@ from .options import (
     config_from,
     config_options,
     label_field_option,
+    machine_options,
     output_options,
     split_fields,
     text_fields_option,
+    use_machine,
 )
 from .output import echo_json, open_registry, table
 
@@ -150,6 +152,7 @@ def train(
 @text_fields_option()
 @label_field_option()
 @click.option("--no-record", is_flag=True, help="Do not store the metrics in the registry.")
+@machine_options()
 @output_options(progress=True)
 @click.pass_context
 def eval_(
@@ -160,6 +163,8 @@ def eval_(
     text_fields: str | None,
     label_field: str,
     no_record: bool,
+    device: str,
+    threads: int | None,
     as_json: bool,
 ) -> None:
     """Evaluate an adapter version or fusion on a labelled split and record the metrics.
@@ -170,6 +175,7 @@ def eval_(
     """
     from ..inference import evaluate_entity
 
+    device = use_machine(device, threads)
     registry = open_registry(ctx)
     entity = registry.resolve(ref)
     metrics = evaluate_entity(
@@ -180,6 +186,7 @@ def eval_(
         record=not no_record,
         text_fields=split_fields(text_fields),
         label_field=label_field,
+        device=device,
     )
     if as_json:
         echo_json({"ref": entity.ref, "split": split, "metrics": metrics})
@@ -203,6 +210,7 @@ def eval_(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write predictions as jsonl here (default: stdout).",
 )
+@machine_options()
 @output_options(progress=True)
 @click.pass_context
 def predict(
@@ -214,6 +222,8 @@ def predict(
     split: str | None,
     text_fields: str | None,
     out: Path | None,
+    device: str,
+    threads: int | None,
     as_json: bool,
 ) -> None:
     """Predict labels with an adapter version or fusion (one text, a pair, or a file).
@@ -231,9 +241,10 @@ def predict(
         raise click.UsageError("Give exactly one of --text or --data.")
     if text_b is not None and text is None:
         raise click.UsageError("--text-b goes with --text.")
+    device = use_machine(device, threads)
     registry = open_registry(ctx)
     if text is not None:
-        preds = run_predict(registry, ref, texts=[(text, text_b)])
+        preds = run_predict(registry, ref, texts=[(text, text_b)], device=device)
         if as_json:
             echo_json(preds[0])
         else:
@@ -241,7 +252,7 @@ def predict(
             click.echo(f"{best['label']}\t{best['scores'][best['label']]:.4f}")
         return
     preds = run_predict(
-        registry, ref, data=data, split=split, text_fields=split_fields(text_fields)
+        registry, ref, data=data, split=split, text_fields=split_fields(text_fields), device=device
     )
     lines = "".join(json.dumps(p) + "\n" for p in preds)
     if out is None:
