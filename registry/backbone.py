@@ -85,6 +85,7 @@ class Backbone(ModelRunner):
                 f"Could not load base model {name_or_path}: {exc}",
                 hint="The folder needs config.json, weights and tokenizer files.",
             ) from exc
+        info = info.with_hub_weights()  # a Hub model's weights are in the cache now
         model.to(device)
         model.eval()
         limit = _position_limit(model.config)

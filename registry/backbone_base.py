@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class BaseInfo:
     hidden_size: int
     num_layers: int
     local_path: str | None
+    #: A Hub model's weights digest: the sha256 of its weight files in the local cache, as
+    #: :func:`weights_digest` takes it of a folder (None until they are downloaded).
+    hub_weights_sha256: str | None = None
 
     @property
     def portable_name(self) -> str:
@@ -40,8 +43,16 @@ class BaseInfo:
 
     @property
     def weights_sha256(self) -> str | None:
-        """Return the sha256 of a local folder's weight files (its revision), else None."""
-        return self.revision if self.local_path is not None else None
+        """Return the sha256 of the weight files: a local folder's (its revision), or a Hub
+        model's cached snapshot's once downloaded (else None)."""
+        return self.revision if self.local_path is not None else self.hub_weights_sha256
+
+    def with_hub_weights(self) -> BaseInfo:
+        """Return this Hub model's info with the digest of its cached weights filled in (after
+        a download); a local folder's, or one already known, unchanged."""
+        if self.local_path is not None or self.hub_weights_sha256 is not None:
+            return self
+        return replace(self, hub_weights_sha256=hub_weights_digest(self.name, self.revision))
 
     @property
     def location(self) -> str:
@@ -76,6 +87,45 @@ def weights_digest(folder: Path) -> str:
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def hub_weights_digest(hub_id: str, commit: str) -> str | None:
+    """Return :func:`weights_digest` of a Hub model's snapshot in the local cache at ``commit``,
+    or None when its weights are not (all) downloaded there. Never downloads."""
+    from transformers.utils.hub import cached_file
+
+    try:
+        config = cached_file(
+            hub_id,
+            "config.json",
+            revision=commit,
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except (OSError, ValueError):
+        return None
+    if config is None:
+        return None
+    folder = Path(config).parent
+    files = weight_files(folder)
+    if not files or not _all_shards(folder):
+        return None
+    return weights_digest(folder)
+
+
+def _all_shards(folder: Path) -> bool:
+    """False when a shard index names a weight file the folder lacks (a partial download)."""
+    import json
+
+    for index in folder.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return False
+        if not all((folder / name).is_file() for name in shards):
+            return False
+    return True
 
 
 def _looks_like_path(name: str) -> bool:
@@ -137,7 +187,7 @@ def resolve_base(name_or_path: str, revision: str | None = None) -> BaseInfo:
                 f"Could not determine the Hub commit of {name_or_path!r}.",
                 hint="Pass the full 40-character commit sha as the revision.",
             )
-    return _info(name_or_path, commit, config, None)
+    return _info(name_or_path, commit, config, None).with_hub_weights()
 
 
 def _info(name: str, revision: str, config: Any, local_path: str | None) -> BaseInfo:

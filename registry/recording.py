@@ -71,6 +71,7 @@ def ensure_base_row(
 
     ``base_hub_id`` (``OWNER/NAME[@COMMIT]``): the Hub model a local folder is a copy of.
     """
+    info = info.with_hub_weights()  # a Hub model resolved before its download: digest it now
     hub_id, hub_commit = (info.name, info.revision) if info.local_path is None else (None, None)
     if base_hub_id is not None:
         from .hub.cards import parse_hub_id

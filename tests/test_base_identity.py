@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -129,3 +130,43 @@ def test_upgrade_records_the_weights_digest_and_hub_id_of_existing_bases(tmp_pat
     assert (hub.weights_sha256, hub.hub_id, hub.hub_commit) == (None, "owner/bert", "e" * 40)
     database.downgrade("0003")
     database.dispose()
+
+
+def test_a_hub_base_records_its_weights_digest_and_is_the_same_base_as_a_copy(
+    sqlite_registry: Registry,
+    tiny_base_dir: Path,
+    tmp_path: Path,
+    hub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A base loaded by Hub id (from the test Hub on 127.0.0.1) records the sha256 of its
+    weight files like a local folder does: a folder holding the same files is that base."""
+    import transformers.utils.hub
+
+    from registry.backbone_base import hub_weights_digest, weights_digest
+
+    # transformers fixed its cache folder when imported: downloads go under tmp_path instead
+    monkeypatch.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", str(tmp_path / "hf"))
+    reg = sqlite_registry
+    files = {p.name: p.read_bytes() for p in tiny_base_dir.iterdir() if p.is_file()}
+    commit = hub_server.commit_files_direct("test-org/tiny-bert", files)
+    assert hub_weights_digest("test-org/tiny-bert", commit) is None  # nothing downloaded yet
+    data = str(sentiment_data(tmp_path / "d"))
+    v1 = train(reg, "sentiment", data, "test-org/tiny-bert", config=FAST, progress=False).version
+    base = reg.get_base_model(v1.base_model_id)
+    assert (base.name, base.revision) == ("test-org/tiny-bert", commit)
+    assert (base.hub_id, base.hub_commit) == ("test-org/tiny-bert", commit)
+    assert base.weights_sha256 == weights_digest(tiny_base_dir)
+    # The same weights in a folder: the same base model, so the same task accepts it.
+    v2 = train(reg, "sentiment", data, str(tiny_base_dir), config=FAST, progress=False).version
+    assert v2.base_model_id == base.id and len(reg.list_base_models()) == 1
+    load_entity(reg, v1)  # still loads by Hub id at the commit
+    # Pulled into another registry, the version's Hub base records the same digest.
+    from registry import hub
+
+    hub.push(reg, v1.ref, "test-user/books")
+    other = Registry.init(tmp_path / "other-home")
+    pulled = hub.pull(other, "test-user/books").entity
+    there = other.get_base_model(pulled.base_model_id)
+    assert (there.name, there.weights_sha256) == ("test-org/tiny-bert", base.weights_sha256)
+    other.close()

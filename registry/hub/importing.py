@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import entities as E
+from ..backbone_base import hub_weights_digest
 from ..errors import InvalidInput, NotFound, RegistryError
 from ..store import EdgeIn, MetricIn, validate_name
 from .common import (
@@ -335,8 +336,9 @@ def _register(
             str(b.get("architecture", "unknown")),
             int(b.get("hidden_size", 0)),
             int(b.get("num_layers", 0)),
-            # a local folder's revision is its weights' sha256; a Hub model's, its commit
-            weights_sha256=rev if len(rev) == 64 else None,
+            # a local folder's revision is its weights' sha256; a Hub model's, its commit (its
+            # weights' sha256 is taken of the snapshot _check_loads downloaded)
+            weights_sha256=rev if len(rev) == 64 else hub_weights_digest(str(b["name"]), rev),
             hub_id=str(hub) if hub else None,
             hub_commit=(str(b.get("hub_revision") or "") or None) if hub else None,
         ).id
