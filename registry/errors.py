@@ -57,3 +57,7 @@ class Interrupted(RegistryError):
     """Work was interrupted (Ctrl-C) and nothing was registered."""
 
     exit_code = 130
+
+
+class WrongArtifactStore(RegistryError):
+    """This command's artifact store is not the one the registry's database records."""

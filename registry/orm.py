@@ -321,3 +321,13 @@ class SqlAliasEvent(Base):
     new_id: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SqlRegistrySetting(Base):
+    """One setting of the registry as a whole (``artifact_store``: the shared store's URL)."""
+
+    __tablename__ = "registry_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

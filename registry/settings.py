@@ -19,10 +19,13 @@ DB_ENV = "ADAPTER_REGISTRY_DB"
 DEBUG_ENV = "ADAPTER_REGISTRY_DEBUG"
 ARTIFACTS_ENV = "ADAPTER_REGISTRY_ARTIFACTS"
 
+#: The ``registry_settings`` name under which the remote artifact store's URL is recorded.
+STORE_SETTING = "artifact_store"
+
 #: The newest Alembic revision this code knows. ``tests/test_migrations.py`` checks it against
 #: the scripts; it lives here so that neither the store nor the fast reader imports Alembic.
-SCHEMA_HEAD = "0006"
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+SCHEMA_HEAD = "0007"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ class Settings:
         """Return where artifacts are stored, for display: a folder or a URL."""
         url = self.artifacts_url
         return str(self.artifact_root) if url is None or "://" not in url else url
+
+    @property
+    def remote_store_url(self) -> str | None:
+        """Return the remote artifact store's URL (no trailing slash); None for a local folder.
+
+        The registry records it in its database (``registry_settings``, see
+        :mod:`registry.store.store_record`).
+        """
+        url = self.artifacts_url
+        if url is None or "://" not in url or url.startswith("file://"):
+            return None
+        return url.rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

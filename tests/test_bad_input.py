@@ -236,7 +236,7 @@ def test_database_from_a_newer_schema_is_refused_not_downgraded(
         assert code == 1, args
         assert out.startswith(
             "Error: The database schema is at revision 0099, which is newer than this "
-            "adapter-registry knows (head 0006); it was not changed.\n"
+            "adapter-registry knows (head 0007); it was not changed.\n"
         ), out
         assert out.endswith("Hint: Upgrade adapter-registry: pip install -U adapter-registry\n")
     with pytest.raises(SchemaOutOfDate, match="newer"):

@@ -34,7 +34,7 @@ def populated(tmp_path: Path) -> Registry:
 
 def test_init_then_list_empty() -> None:
     code, out = run("init")
-    assert code == 0 and out.startswith("Registry ready at ") and "schema 0006" in out
+    assert code == 0 and out.startswith("Registry ready at ") and "schema 0007" in out
     code, out = run("list")
     assert code == 0
     assert out.startswith("No adapters or fusions yet.")

@@ -120,7 +120,7 @@ def test_behind_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
     database.upgrade("0001")
     with pytest.raises(SchemaOutOfDate) as info:
         Registry.open(home)
-    assert "found revision 0001, expected 0006" in str(info.value)
+    assert "found revision 0001, expected 0007" in str(info.value)
     assert info.value.hint == "Run: adapter-registry db upgrade"
     database.upgrade()
     Registry.open(home).close()

@@ -84,6 +84,14 @@ def test_two_homes_share_one_postgres_registry_and_one_s3_store(
     report = json.loads(out)
     assert report["ok"] and report["problems"] == [] and report["orphans"] == []
 
+    # C forgot ADAPTER_REGISTRY_ARTIFACTS: told which store the registry uses, nothing written
+    env_c = {k: v for k, v in env.items() if k != "ADAPTER_REGISTRY_ARTIFACTS"}
+    for args in (["list"], ["predict", "sentiment", "--text", "a good movie"]):
+        code, out = cli(tmp_path / "carol", env_c, *args)
+        store = s3_url.rstrip("/")
+        assert code == 1 and f"This registry's artifacts are in {store}" in out, out
+        assert f"Hint: export ADAPTER_REGISTRY_ARTIFACTS={store}" in out, out
+
     # B leaves an orphan in the shared store; B's gc removes it and nothing of A's
     from registry.artifact_store import RemoteArtifactStore
 

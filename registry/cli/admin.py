@@ -18,13 +18,20 @@ from .output import echo_json, open_registry, table
     is_flag=True,
     help="Create a new database even beside artifacts already in the store.",
 )
+@click.option(
+    "--store-moved",
+    is_flag=True,
+    help="Record this artifact store (--artifacts / ADAPTER_REGISTRY_ARTIFACTS) as the "
+    "registry's, replacing the one its database records (after copying the store there).",
+)
 @output_options()
 @click.pass_context
-def init(ctx: click.Context, force: bool, as_json: bool) -> None:
+def init(ctx: click.Context, force: bool, store_moved: bool, as_json: bool) -> None:
     """Create the registry (folder, database, schema), or upgrade an existing one.
 
     A new database beside existing artifacts is refused (the old database was lost?) unless
-    --force.
+    --force. A remote artifact store (an fsspec URL) is recorded in the database: every
+    command that names another store is refused, with the recorded one in the hint.
 
     \b
     Example:
@@ -33,7 +40,11 @@ def init(ctx: click.Context, force: bool, as_json: bool) -> None:
     from ..store import Registry
 
     registry = Registry.init(
-        ctx.obj["home"], ctx.obj["db"], artifacts=ctx.obj["artifacts"], force=force
+        ctx.obj["home"],
+        ctx.obj["db"],
+        artifacts=ctx.obj["artifacts"],
+        force=force,
+        store_moved=store_moved,
     )
     if as_json:
         echo_json(

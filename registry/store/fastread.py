@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import entities as E
 from ..errors import InvalidInput
-from ..settings import SCHEMA_HEAD, Settings
+from ..settings import SCHEMA_HEAD, STORE_SETTING, Settings
 from . import mappers
 from .inputs import DELETED
 from .lineage import Direction, Node, walk
@@ -72,6 +72,14 @@ class SqliteReader:
         if row is None or row[0] != SCHEMA_HEAD:
             self.conn.close()
             raise Fallback("schema is not at head")
+        try:
+            sql = "SELECT value FROM registry_settings WHERE name = ?"
+            store = self._one(sql, (STORE_SETTING,))
+            if store is not None and store["value"] != settings.remote_store_url:
+                raise Fallback("not the recorded artifact store")  # the store says so, and how
+        except Fallback:
+            self.conn.close()
+            raise
         self._tasks: dict[int, str] | None = None
 
     @functools.cached_property

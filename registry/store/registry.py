@@ -19,6 +19,7 @@ from ..db import Database
 from ..errors import (
     InvalidInput,
     NotFound,
+    WrongArtifactStore,
 )
 from ..settings import load_settings
 from . import integrity
@@ -26,6 +27,7 @@ from .inputs import (
     GC_GRACE_SECONDS,
 )
 from .metadata import Metadata
+from .store_record import check_artifact_store
 from .writes import Registering
 
 T = TypeVar("T")
@@ -75,6 +77,11 @@ class Registry(Metadata, Registering):
         if create and registry.db.current_revision() is None:
             registry.db.upgrade()
         registry.db.verify_schema()
+        try:
+            check_artifact_store(registry, settings)
+        except WrongArtifactStore:
+            registry.close()
+            raise
         return registry
 
     @classmethod
@@ -85,11 +92,14 @@ class Registry(Metadata, Registering):
         *,
         artifacts: str | None = None,
         force: bool = False,
+        store_moved: bool = False,
     ) -> Registry:
         """Create (or upgrade) a registry's database and folders, and return it.
 
         A new database beside artifacts that are already there is refused unless ``force``:
-        the database was lost, and an empty registry would let ``gc`` delete them all.
+        the database was lost, and an empty registry would let ``gc`` delete them all. A remote
+        artifact store is recorded in the database (a registry opened with another store is
+        refused); ``store_moved`` records this one instead of the recorded one.
         """
         settings = load_settings(home, db_url, artifacts)
         _make_home(settings.home)
@@ -111,6 +121,11 @@ class Registry(Metadata, Registering):
                     "(gc would then remove them).",
                 )
         registry.db.upgrade()
+        try:
+            check_artifact_store(registry, settings, moved=store_moved)
+        except WrongArtifactStore:
+            registry.close()
+            raise
         registry.settings.artifact_root.mkdir(parents=True, exist_ok=True)
         return registry
 
