@@ -145,6 +145,21 @@ def test_report_out_that_cannot_be_created(tmp_path: Path) -> None:
     assert info.value.hint and "--out" in info.value.hint
 
 
+def test_init_at_a_path_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out = invoke("--home", str(blocker / "home"), "init")
+    assert code == 1 and "Unexpected" not in out and "Traceback" not in out, out
+    assert out.startswith(f"Error: The registry home cannot be created: {blocker} is a file"), out
+    assert "Hint: Point ADAPTER_REGISTRY_HOME (or --home) at a folder." in out
+    code, out = invoke("--home", str(tmp_path / "missing" / "home"), "init")
+    assert code == 1 and "Hint: Create it first: mkdir -p" in out, out
+    long_name = tmp_path / ("x" * 300)  # longer than a file name may be
+    code, out = invoke("--home", str(long_name), "init")
+    assert code == 1 and out.startswith(f"Error: Cannot create the registry home {long_name}"), out
+    assert not blocker.with_name("missing").exists()
+
+
 def test_diverging_loss_stops_training_and_registers_nothing(
     tiny_base_dir: Path, tmp_path: Path
 ) -> None:

@@ -170,17 +170,8 @@ class Registry(Metadata, Registering):
 
 # ---------------------------------------------------------------------- helpers (module level)
 def _make_home(home: Path) -> None:
-    if home.exists() and not home.is_dir():
-        raise InvalidInput(
-            f"The registry home is not a folder: {home}",
-            hint="Point ADAPTER_REGISTRY_HOME (or --home) at a folder.",
-        )
-    if not home.parent.exists():
-        raise InvalidInput(
-            f"The folder that should hold the registry home does not exist: {home.parent}",
-            hint=f"Create it first: mkdir -p {home.parent}",
-        )
     try:
+        _check_home_parent(home)
         home.mkdir(exist_ok=True)
         (home / "artifacts").mkdir(exist_ok=True)
     except PermissionError as err:
@@ -188,3 +179,26 @@ def _make_home(home: Path) -> None:
             f"Cannot write to the registry home {home}: permission denied.",
             hint="Check its permissions, or set ADAPTER_REGISTRY_HOME to a writable folder.",
         ) from err
+    except OSError as err:  # read-only file system, disk full, a name too long, ...
+        raise InvalidInput(
+            f"Cannot create the registry home {home}: {err.strerror or err}.",
+            hint="Set ADAPTER_REGISTRY_HOME (or --home) to a writable folder.",
+        ) from err
+
+
+def _check_home_parent(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise InvalidInput(
+            f"The registry home is not a folder: {home}",
+            hint="Point ADAPTER_REGISTRY_HOME (or --home) at a folder.",
+        )
+    if home.parent.exists() and not home.parent.is_dir():
+        raise InvalidInput(
+            f"The registry home cannot be created: {home.parent} is a file, not a folder.",
+            hint="Point ADAPTER_REGISTRY_HOME (or --home) at a folder.",
+        )
+    if not home.parent.exists():
+        raise InvalidInput(
+            f"The folder that should hold the registry home does not exist: {home.parent}",
+            hint=f"Create it first: mkdir -p {home.parent}",
+        )
