@@ -72,10 +72,13 @@ def test_local_staging_is_a_leftover_only_once_its_process_let_go(tmp_path: Path
         (left,) = store.leftovers()
         assert left.location == str(dead) and 0 <= left.age < 60
     assert not folder.exists()
-    with pytest.raises(InvalidInput, match="Not a leftover"):
+    with pytest.raises(InvalidInput, match="Not a leftover") as err:
         store.remove_leftover(str(tmp_path))
+    assert err.value.hint == "List the leftovers with: adapter-registry gc --dry-run"
     store.remove_leftover(str(dead))
     assert store.leftovers() == [] and tmp_path.is_dir()
+    # One that is gone (another gc removed it while this one looked) is infinitely old.
+    assert store.age("0" * 64) == float("inf")
 
 
 # ---------------------------------------------------------------------- S3: the promises

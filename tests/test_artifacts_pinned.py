@@ -191,6 +191,36 @@ def test_a_concurrent_writer_that_published_first_is_fine(
     assert store.temp_leftovers() == []
 
 
+def test_a_publication_interrupted_between_write_and_rename_publishes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#16 pin: the files are complete, verified and read-only in a staging folder under tmp/
+    before one rename publishes them; interrupted there, nothing exists under the id."""
+    store = ArtifactStore(tmp_path / "art")
+    src = make_artifact(tmp_path / "src", b"weights")
+    digest = artifacts.file_listing_digest(src)
+    seen: dict[str, object] = {}
+
+    def interrupted(tmp: Path, final: Path) -> None:
+        seen["tmp"], seen["final"] = Path(tmp), Path(final)
+        seen["files"] = sorted(p.name for p in Path(tmp).iterdir())
+        seen["digest"] = artifacts.file_listing_digest(Path(tmp))
+        seen["modes"] = {oct(stat.S_IMODE(p.stat().st_mode) & 0o222) for p in Path(tmp).iterdir()}
+        seen["published"] = Path(final).exists()
+        raise KeyboardInterrupt  # Ctrl-C (or a kill) right before the rename
+
+    monkeypatch.setattr(artifacts.os, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(src)
+    assert seen["final"] == store.path_for(digest) and seen["published"] is False
+    assert Path(str(seen["tmp"])).parent == store.root / "tmp"
+    assert seen["files"] == [MANIFEST, "config.json", "weights.bin"] and seen["digest"] == digest
+    assert seen["modes"] == {"0o0"}  # already read-only: the rename is the only step left
+    assert store.all_ids() == [] and not store.exists(digest)
+    with pytest.raises(NotFound):
+        store.open(digest)
+
+
 def test_verify_errors_are_exact(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "art")
     src = make_artifact(tmp_path / "src", b"payload")

@@ -90,5 +90,8 @@ def test_nothing_changed_means_no_drift_and_a_large_shift_means_drift() -> None:
 def test_alpha_outside_zero_one_is_refused() -> None:
     ref, new = _pair(0.0, labels=False)
     for alpha in (0.0, 1.0, -0.1, 1.5):
-        with pytest.raises(InvalidInput, match="alpha must be in"):
+        with pytest.raises(InvalidInput, match="alpha must be in") as err:
             detect_drift(ref, new, alpha=alpha)
+        assert err.value.hint == (
+            "Pick a level in (0, 1): adapter-registry drift TASK --data SPEC --alpha 0.05"
+        )

@@ -84,6 +84,18 @@ def test_mmd_refusals_are_exact() -> None:
         with pytest.raises(InvalidInput) as err:
             mmd_permutation_test(x, y, **kwargs)  # type: ignore[arg-type]
         assert err.value.message == message
+    # Each refusal names the next step (#17's hints, pinned exactly).
+    hints = [
+        ({"n_permutations": -1}, "e.g. adapter-registry drift TASK --data SPEC --permutations 500"),
+        ({"max_samples": 1}, "Subsample at least 2 rows a side (the default is 500)."),
+    ]
+    for kwargs, hint in hints:
+        with pytest.raises(InvalidInput) as err:
+            mmd_permutation_test(_emb(1, 5), _emb(2, 5), **kwargs)  # type: ignore[arg-type]
+        assert err.value.hint == hint
+    with pytest.raises(InvalidInput) as err:
+        mmd_permutation_test(_emb(1, 1), _emb(2, 5))
+    assert err.value.hint == "Give 2 rows or more a side: adapter-registry drift TASK --data SPEC"
     with pytest.raises(InvalidInput) as err:
         mmd_permutation_test(_emb(1, 5, d=3), _emb(2, 5, d=2))
     assert err.value.hint == "embed both samples with the same base model"
@@ -107,6 +119,11 @@ def test_label_shift_pinned() -> None:
         with pytest.raises(InvalidInput) as err:
             label_shift_test(ref, new)  # type: ignore[arg-type]
         assert err.value.message == message
+        assert err.value.hint == (
+            "Compare labelled data on both sides, or leave the label test out."
+            if "labelled row" in message
+            else "Give label counts as label -> non-negative integer."
+        )
 
 
 def _text(seed: int) -> object:

@@ -100,3 +100,21 @@ def test_the_new_data_must_be_scored_and_unscored_splits_are_skipped(
     # Splits either side did not score are not compared, however low.
     unscored = Score("dvd", 3, None, 0.9, new=False)
     assert gate([_new(0.75, 0.5), unscored, Score("toys", 4, 0.0, None, new=False)], 0.0)[0]
+
+
+def test_the_reasons_name_the_metric_and_both_scores() -> None:
+    """What ``update`` prints and records as the gate's verdict, exactly (no model needed)."""
+    earlier = Score("books", 1, 0.5, 0.75, new=False)
+    assert gate([_new(0.5, 0.625)], tolerance=0.1) == (
+        False,
+        "does not beat the current model on the new data (accuracy 50.0% vs 62.5%)",
+    )
+    assert gate([_new(0.75, 0.5), earlier], tolerance=0.125, metric="macro_f1") == (
+        False,
+        "books would regress from 75.0% to 50.0% macro_f1 (more than the tolerance 0.125)",
+    )
+    assert gate([_new(0.75, 0.5), earlier], tolerance=0.25) == (
+        True,
+        "beats the current model on the new data (accuracy 75.0% vs 50.0%) and no earlier "
+        "split regresses beyond 0.250",
+    )

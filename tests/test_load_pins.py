@@ -81,5 +81,19 @@ def test_a_fusion_manifest_must_name_its_member_rows(tmp_path: Path) -> None:
     good, swapped = registered
     members = [reg.get_adapter_version(i) for i in good.member_ids]
     loader._check_manifest(reg.artifact_path(good), good, members)  # rows and manifest agree
-    with pytest.raises(IntegrityError, match="names other member adapters"):
+    with pytest.raises(IntegrityError) as err:
         loader._check_manifest(reg.artifact_path(swapped), swapped, members)
+    assert err.value.message == (
+        "The manifest of both@2 names other member adapters than the registry "
+        "(['books@1', 'movies@1'] vs ['books@1', 'movies@1'])."
+    )
+    assert err.value.hint == "Run: adapter-registry verify"
+    # A manifest that lists no members at all is refused too (the rows name two).
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    layout.write_manifest(bare, {"format": "fusion"})
+    with pytest.raises(IntegrityError) as err:
+        loader._check_manifest(bare, good, members)
+    assert err.value.message.endswith("([] vs ['books@1', 'movies@1']).")
+    # No manifest (saved before manifests existed, or by another tool): nothing to compare.
+    loader._check_manifest(tmp_path / "no-manifest", good, members)
