@@ -117,6 +117,9 @@ def test_ids_must_be_64_lowercase_hex(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput) as err:
             store.path_for(bad)
         assert err.value.message == f"Not an artifact id: {bad!r}"
+        assert err.value.hint == (
+            "An artifact id is 64 hex characters. Run: adapter-registry verify --json"
+        )
 
 
 def test_put_refusals_are_exact(tmp_path: Path) -> None:
@@ -124,10 +127,14 @@ def test_put_refusals_are_exact(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as err:
         store.put(tmp_path / "missing")
     assert err.value.message == f"Artifact source is not a folder: {tmp_path / 'missing'}"
+    assert err.value.hint == "Give the folder a save wrote (one adapter or fusion)."
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInput) as err:
         store.put(tmp_path / "empty")
     assert err.value.message == f"Artifact source folder is empty: {tmp_path / 'empty'}"
+    assert err.value.hint == (
+        "Give the folder a save wrote (one adapter or fusion); it has no files."
+    )
 
 
 def test_an_unwritable_root_is_a_clear_error(tmp_path: Path) -> None:
@@ -170,6 +177,7 @@ def test_a_source_that_changes_while_stored_is_refused(
     with pytest.raises(IntegrityError) as err:
         store.put(src)
     assert err.value.message == f"Artifact source changed while being stored: {src}"
+    assert err.value.hint == "Nothing was stored; run the command again."
     monkeypatch.setattr(artifacts, "file_listing_digest", real)
     assert store.temp_leftovers() == [] and store.all_ids() == []
 
