@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -110,7 +111,9 @@ def sigint_after_commit() -> Iterator[list[int]]:
     fired: list[int] = []
 
     def fire(_session: Session) -> None:
-        if not fired:
+        # Only the command's own commits (main thread): a thread left running by an earlier
+        # test that commits inside the block must neither fire nor use up the hook.
+        if not fired and threading.current_thread() is threading.main_thread():
             fired.append(1)
             signal.raise_signal(signal.SIGINT)
 
