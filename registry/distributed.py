@@ -18,6 +18,7 @@ import atexit
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InvalidInput, RegistryError
@@ -108,11 +109,26 @@ def open_registry(open_store: Callable[[bool], Registry], device: str) -> Regist
 
 
 def stop() -> None:
-    """Leave the process group if this process joined one."""
+    """Leave the process group if this process joined one, together with the other ranks.
+
+    A rank that tears its group down while another is still using it (rank 0 printing after
+    the last broadcast) can make gloo abort the other at exit ("terminate called without an
+    active exception", exit -6): every rank first waits for the others, for at most a minute
+    (a rank that died is torchrun's to report, not a reason to hang here).
+    """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_world_size() > 1:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=60))
+            else:
+                dist.barrier()
+    except Exception:  # noqa: BLE001 (leaving anyway: the job's own error was reported)
+        pass
+    dist.destroy_process_group()
 
 
 def joined() -> bool:
