@@ -215,6 +215,8 @@ def test_update_after_drift_interrupted_then_resumed(
     # Every validation split was scored for both models, and the rows are stored.
     assert {s.column for s in result.scores} == {"books", "pets"}
     assert all(s.candidate is not None and s.incumbent is not None for s in result.scores)
+    # ... with each split's row count, which sizes the gate's noise allowance (16 rows each)
+    assert [s.rows for s in result.scores] == [16, 16]
     # pets is 85% positive: the gate compared (and recorded) macro-F1
     assert result.gate_metric == "macro_f1"
     scored = continual.recorded_scores(reg, fusion, "macro_f1")
@@ -303,6 +305,15 @@ def test_update_cli_dry_run_and_no_drift(seeded: Any) -> None:
     )
     assert plan.exit_code == 0, plan.output
     assert "Plan:" in plan.output and "no fusion" in plan.output
+    assert "or 1 standard error of its validation rows" in plan.output  # --gate-noise default
+    strict = runner.invoke(
+        cli, ["update", "sentiment", "--data", str(data["pets"]), "--dry-run", "--gate-noise", "0"]
+    )
+    assert strict.exit_code == 0 and "standard error" not in strict.output, strict.output
+    bad = runner.invoke(
+        cli, ["update", "sentiment", "--data", str(data["pets"]), "--gate-noise", "-1"]
+    )
+    assert bad.exit_code == 2 and "--gate-noise" in bad.output
     quiet = runner.invoke(cli, ["update", "sentiment", "--data", str(data["books2"]), "--json"])
     assert quiet.exit_code == 0, quiet.output
     info = json.loads(quiet.output)

@@ -129,6 +129,15 @@ def drift(
     help="Largest drop of the gate metric allowed on an earlier validation split.",
 )
 @click.option(
+    "--gate-noise",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Also allow an earlier split to drop by this many standard errors of the current "
+    "model's score on its validation rows (sqrt(p(1-p)/n)), when more than --tolerance: "
+    "a 100-row split is noisy. 0: --tolerance alone.",
+)
+@click.option(
     "--gate-metric",
     type=click.Choice(["auto", "accuracy", "macro_f1"]),
     default="auto",
@@ -172,6 +181,7 @@ def update(
     dry_run: bool,
     alpha: float,
     tolerance: float,
+    gate_noise: float,
     gate_metric: str,
     members: str,
     name: str | None,
@@ -198,8 +208,9 @@ def update(
     except its own --fuse-* ones; --seed also seeds the drift tests and the replay sample.
 
     The gate promotes a candidate that beats the current model on the new data's validation
-    split and loses at most --tolerance on every earlier one, in --gate-metric (reported with
-    the reason it was chosen).
+    split and loses at most --tolerance (or --gate-noise standard errors of that split's
+    score, if more) on every earlier one, in --gate-metric (reported with the reason it was
+    chosen).
 
     \b
     Exit status:
@@ -226,6 +237,7 @@ def update(
         alpha=alpha,
         seed=train_config.seed,
         tolerance=tolerance,
+        gate_noise=gate_noise,
         gate_metric=gate_metric,
         members=members,
         adapter_name=name,

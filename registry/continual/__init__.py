@@ -4,7 +4,8 @@ Nothing here changes a registered adapter. New data that drifted from the task's
 gets a NEW adapter version (``trained_after_drift``); the task's fusion is re-trained over the
 members with that version swapped in (or appended); the candidate and the current production model
 are scored on every validation split the task has seen; and ``TASK:production`` moves only when
-the candidate wins on the new data and no earlier split loses more than ``tolerance``.
+the candidate wins on the new data and no earlier split loses more than ``tolerance`` (or, if
+more, ``gate_noise`` standard errors of its score on its validation rows).
 
 One module per step: :mod:`.drift_check`, :mod:`.plan`, :mod:`.train_step`, :mod:`.fuse_step`,
 :mod:`.evaluate`, :mod:`.gate`, :mod:`.promote` and :mod:`.report`; :mod:`.update` runs them in

@@ -42,6 +42,8 @@ class Score:
     candidate: float | None
     incumbent: float | None
     new: bool
+    #: the snapshot's validation rows (the gate's noise allowance); None when not known
+    rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -51,6 +53,7 @@ class Score:
             "candidate": self.candidate,
             "incumbent": self.incumbent,
             "new_data": self.new,
+            "rows": self.rows,
         }
 
 
@@ -209,6 +212,7 @@ def compare(
             cand.get(c.dataset.id),
             inc.get(c.dataset.id),
             new_val is not None and c.dataset.id == new_val.id,
+            len(c.examples or ()) or c.dataset.row_count,
         )
         for c in columns
         if c.examples

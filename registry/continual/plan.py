@@ -64,6 +64,7 @@ def plan_lines(
     policy: str,
     alias: str,
     tolerance: float,
+    gate_noise: float = 0.0,
     adapter_name: str | None = None,
 ) -> list[str]:
     """Return the plan, one line per step, as ``update`` prints it (``adapter_name``: the
@@ -95,5 +96,6 @@ def plan_lines(
     lines.append(
         f"promote to {task}:{alias} if it beats {incumbent.ref} on the new data and no earlier "
         f"split drops by more than {tolerance:.3f}"
+        + (f" (or {gate_noise:g} standard error of its validation rows)" if gate_noise else "")
     )
     return lines

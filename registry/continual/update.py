@@ -61,6 +61,9 @@ class UpdateOptions:
         fuse_config: hyper-parameters of the re-fused model (default: ``seed`` only).
         tolerance: the largest drop (absolute, in the gate metric) allowed on any earlier
             validation split.
+        gate_noise: an earlier split may also drop by this many standard errors of the current
+            model's score on its validation rows, when that is more than ``tolerance`` (small
+            splits are noisy; see :mod:`.gate`). 0: ``tolerance`` alone.
         gate_metric: what the gate compares: ``accuracy``, ``macro_f1``, or ``auto`` (macro-F1
             when the new data's validation classes are imbalanced; see :mod:`.gate`).
         members: ``replace`` the task's old version in the fusion, or ``append`` the new one.
@@ -83,6 +86,7 @@ class UpdateOptions:
     train_config: TrainConfig | None = None
     fuse_config: FuseConfig | None = None
     tolerance: float = 0.01
+    gate_noise: float = 1.0
     gate_metric: str = "auto"
     members: str = "replace"
     adapter_name: str | None = None
@@ -98,6 +102,11 @@ class UpdateOptions:
         if self.tolerance < 0:
             raise InvalidInput(
                 f"tolerance must be ≥ 0, got {self.tolerance}.", hint="e.g. --tolerance 0.01"
+            )
+        if not self.gate_noise >= 0:
+            raise InvalidInput(
+                f"gate noise must be ≥ 0 standard errors, got {self.gate_noise}.",
+                hint="e.g. --gate-noise 1 (or 0 for --tolerance alone)",
             )
         check_policy(self.members)
         check_gate_metric(self.gate_metric)
@@ -237,6 +246,7 @@ def update(
         policy=opts.members,
         alias=opts.alias,
         tolerance=opts.tolerance,
+        gate_noise=opts.gate_noise,
         adapter_name=opts.adapter_name,
     )
     if opts.dry_run:
@@ -332,7 +342,7 @@ def _evaluate_gate_promote(
         f"evaluate ({metric}; {out.gate_metric_reason}): "
         + ", ".join(f"{s.column} {pct(s.candidate)} vs {pct(s.incumbent)}" for s in out.scores)
     )
-    out.gate_passed, out.gate = gate(out.scores, opts.tolerance, metric)
+    out.gate_passed, out.gate = gate(out.scores, opts.tolerance, metric, opts.gate_noise)
     out.promoted = out.gate_passed or opts.force
     if opts.force and not out.gate_passed:
         out.gate = f"forced past the gate, which said: {out.gate}"
