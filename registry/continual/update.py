@@ -232,23 +232,12 @@ def update(
     tcfg = opts.train()
     train_rows, val_rows, val_how = split_validation(bundle, tcfg.seed)
     out.plan = plan_lines(
-        registry,
-        task,
-        reference=run.reference,
-        production=run.production,
-        incumbent=run.incumbent,
-        source=run.source,
-        train_rows=len(bundle.split("train")),
-        epochs=tcfg.epochs,
-        validation_how=val_how,
-        warm_start=opts.warm_start,
-        replay=opts.replay,
-        policy=opts.members,
-        alias=opts.alias,
-        tolerance=opts.tolerance,
-        gate_noise=opts.gate_noise,
-        adapter_name=opts.adapter_name,
-    )
+        registry, task, reference=run.reference, production=run.production,
+        incumbent=run.incumbent, source=run.source, train_rows=len(bundle.split("train")),
+        epochs=tcfg.epochs, validation_how=val_how, warm_start=opts.warm_start,
+        replay=opts.replay, policy=opts.members, alias=opts.alias, tolerance=opts.tolerance,
+        gate_noise=opts.gate_noise, adapter_name=opts.adapter_name,
+    )  # fmt: skip
     if opts.dry_run:
         out.gate = "dry run: nothing written"
         return out
