@@ -266,6 +266,8 @@ def test_gate_promotes_and_report_builds_the_matrix(
     monkeypatch.setattr(continual_evaluate, "evaluate_entity", _fake_scores(fake))
     result = _update(reg, data["pets"], tolerance=0.05, gate_metric="accuracy")
     assert result.promoted, result.gate
+    # the default noise allowance reached the gate (its verdict names it)
+    assert result.gate.endswith("beyond 0.050 or 1 standard error of its validation rows")
     assert result.step == 1
     assert reg.resolve("sentiment:production").ref == "sentiment@2"
     steps = continual.production_history(reg, "sentiment")
