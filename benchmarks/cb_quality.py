@@ -530,6 +530,11 @@ def main(argv: list[str] | None = None) -> list[Result]:
         results.extend(
             run_seed(registry, args, base, scratch, [s[0] for s in sources], seed, log, ledger)
         )
+        # after every seed, so a long run that is stopped still leaves its finished seeds
+        write_report(
+            args, base, sources, results, time.perf_counter() - started, torch.get_num_threads()
+        )
+        log(f"seed {seed} done; report so far in {args.out}")
     registry.close()
     text = write_report(
         args, base, sources, results, time.perf_counter() - started, torch.get_num_threads()

@@ -81,6 +81,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the gate before issue 14's dev search on noise: --tolerance 0.01 alone, however few the
     # validation rows (the default also allows one standard error of each split's score)
     "registry-strictgate": {"gate_noise": 0.0},
+    # a wider adapter bottleneck (hidden size / 4: 96 on MiniLM) from the first step on
+    "registry-rf4": {},
+}
+#: adapter settings of a variant (its every adapter, the first one included), where it has any.
+VARIANT_ADAPTERS: dict[str, dict[str, Any]] = {
+    "registry-rf4": {"reduction_factor": 4.0},
 }
 
 
@@ -476,6 +482,7 @@ def run_registry(
     tcfg = TrainConfig(
         epochs=args.epochs, lr=args.adapter_lr, batch_size=args.batch_size,
         max_length=args.max_length, seed=seed, patience=args.patience,
+        **VARIANT_ADAPTERS.get(method, {}),
     )  # fmt: skip
     fcfg = FuseConfig(
         epochs=args.epochs, lr=args.fusion_lr, batch_size=args.batch_size,
