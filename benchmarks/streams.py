@@ -81,6 +81,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the gate before issue 14's dev search on noise: --tolerance 0.01 alone, however few the
     # validation rows (the default also allows one standard error of each split's score)
     "registry-strictgate": {"gate_noise": 0.0},
+    # each new adapter's best epoch chosen on every validation split of the task, not only the
+    # new data's (the splits the gate checks)
+    "registry-selecttask": {"select_on": "task"},
     # a wider adapter bottleneck (hidden size / 4: 96 on MiniLM) from the first step on
     "registry-rf4": {},
 }

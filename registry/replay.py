@@ -78,6 +78,22 @@ def mix_rows(
     return mixed, counts
 
 
+def mix_validation(
+    new_val: list[Example], earlier: dict[str, list[Example]], seed: int
+) -> tuple[list[Example], dict[str, int]]:
+    """Return the new validation rows plus, from each earlier source, as many of its validation
+    rows (or all it has, if fewer), so each domain weighs about the same in the choice of epoch;
+    and how many rows each earlier source gave."""
+    rng = random.Random(seed)
+    out = list(new_val)
+    counts: dict[str, int] = {}
+    for source, rows in sorted(earlier.items()):
+        take = rng.sample(rows, min(len(new_val), len(rows)))
+        counts[source] = len(take)
+        out.extend(take)
+    return out, counts
+
+
 def write_mix(folder: Path, name: str, mixed: list[Example], val: list[Example]) -> Path:
     """Write a mix (``train.jsonl``, and ``validation.jsonl`` when there are validation rows)
     into a folder under ``folder`` named by its content; return that folder."""

@@ -18,6 +18,7 @@ from registry.cli import cli
 from registry.composer import FuseConfig
 from registry.continual import evaluate as continual_evaluate
 from registry.data import fingerprint
+from registry.errors import InvalidInput
 from registry.store import Registry
 from registry.trainer import TrainConfig, train
 
@@ -461,3 +462,44 @@ def test_update_no_replay_no_warm_start_trains_fresh_on_the_new_data(seeded: Any
     edges = {e.relation for e in reg.edges_of("adapter", adapter.id)}
     assert edges == {"trained_after_drift"}
     assert _train_snapshot(reg, adapter).source == continual.data_source(data["pets"])
+
+
+@pytest.mark.parametrize("select_on", ["task", "new"])
+def test_update_select_on_chooses_the_epoch_on_every_split_the_gate_checks(
+    seeded: Any, select_on: str
+) -> None:
+    """``select_on="task"``: the new adapter's validation rows (its best epoch) are the new
+    data's plus as many of each earlier split's; the mix's validation is not a matrix column."""
+    from registry.data import load_spec
+
+    reg, data = seeded
+    result = _update(reg, data["pets"], tolerance=1.0, select_on=select_on)
+    assert result.adapter is not None
+    mix = load_spec(_train_snapshot(reg, result.adapter).source)
+    pets_val = load_spec(str(data["pets"])).split("validation")
+    books_val = load_spec(str(data["books"])).split("validation")
+    chosen_on = [e.text_a for e in mix.split("validation")]
+    assert chosen_on[: len(pets_val)] == [e.text_a for e in pets_val]
+    if select_on == "task":
+        assert sorted(chosen_on[len(pets_val) :]) == sorted(e.text_a for e in books_val)
+    else:
+        assert len(chosen_on) == len(pets_val)
+    # the gate and the report see the task's two splits, never the mix's validation
+    assert sorted(s.column for s in result.scores) == ["books", "pets"]
+    matrix = continual.build_report(reg, "sentiment")["sentiment"].matrix
+    assert matrix is not None and sorted(matrix.task_names) == ["books", "pets"]
+
+
+def test_update_cli_select_on(seeded: Any) -> None:
+    _, data = seeded
+    runner = CliRunner()
+    args = ["update", "sentiment", "--data", str(data["pets"]), "--dry-run"]
+    task = runner.invoke(cli, [*args, "--select-on", "task"])
+    assert task.exit_code == 0, task.output
+    assert "best epoch chosen on the new and every earlier validation split" in task.output
+    new = runner.invoke(cli, [*args, "--select-on", "new"])
+    assert new.exit_code == 0 and "every earlier validation split" not in new.output
+    bad = runner.invoke(cli, [*args, "--select-on", "all"])
+    assert bad.exit_code == 2 and "--select-on" in bad.output
+    with pytest.raises(InvalidInput, match="select_on"):
+        continual.UpdateOptions(select_on="all")

@@ -160,6 +160,14 @@ def drift(
     "replayed rows of the task's earlier data).",
 )
 @click.option(
+    "--select-on",
+    type=click.Choice(["task", "new"]),
+    default="new",
+    show_default=True,
+    help="With replay, choose the new adapter's best epoch on the new data's validation rows "
+    "(new) or on those plus as many rows of every earlier validation split (task).",
+)
+@click.option(
     "--warm-start/--no-warm-start",
     default=True,
     show_default=True,
@@ -186,6 +194,7 @@ def update(
     members: str,
     name: str | None,
     no_replay: bool,
+    select_on: str,
     warm_start: bool,
     force: bool,
     text_fields: str | None,
@@ -242,6 +251,7 @@ def update(
         members=members,
         adapter_name=name,
         replay=not no_replay,
+        select_on=select_on,
         warm_start=warm_start,
         force=force,
         train_config=train_config,

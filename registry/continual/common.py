@@ -8,6 +8,7 @@ from typing import Any
 from .. import entities as E
 from ..data import EXTENSIONS, SPLIT_NAMES, spec_label
 from ..errors import InvalidInput, NotFound
+from ..replay import is_mix
 from ..store import Registry
 
 PRODUCTION = "production"
@@ -15,6 +16,19 @@ PRODUCTION = "production"
 MATRIX_METRIC = "accuracy"
 MATRIX_SPLIT = "validation"
 MEMBER_POLICIES = ("replace", "append")
+#: What a new adapter's best epoch is chosen on: the new data's validation rows, or those plus
+#: rows of every earlier validation split of the task (see ``fuse_step.replay_mix``).
+SELECT_ON = ("task", "new")
+
+
+def matrix_datasets(registry: Registry, task_id: int) -> list[E.Dataset]:
+    """Return the task's validation snapshots that are columns of its accuracy matrix, oldest
+    first: every one but a replay mix's (its rows are a sample of the columns' rows)."""
+    return [
+        ds
+        for ds in registry.list_datasets(task_id)
+        if ds.split == MATRIX_SPLIT and not is_mix(registry, ds.source)
+    ]
 
 
 def production_entity(registry: Registry, task: str, alias: str = PRODUCTION) -> E.Entity | None:

@@ -17,7 +17,7 @@ from ..data import DataBundle, Example, fingerprint, load_spec, make_batches, sp
 from ..errors import RegistryError
 from ..fitting import evaluate_batches
 from ..store import MetricIn, Registry
-from .common import MATRIX_METRIC, MATRIX_SPLIT, domain_name
+from .common import MATRIX_METRIC, MATRIX_SPLIT, domain_name, matrix_datasets
 
 #: Batch size when scoring a model on a validation snapshot.
 EVAL_BATCH_SIZE = 64
@@ -90,9 +90,7 @@ def task_columns(
     """
     out: list[Column] = []
     names: set[str] = set()
-    for ds in registry.list_datasets(task.id):
-        if ds.split != MATRIX_SPLIT:
-            continue
+    for ds in matrix_datasets(registry, task.id):
         rows, note = _validation_rows(ds, seeds, loaded or {})
         name = domain_name(ds.source)
         if name in names:

@@ -15,9 +15,10 @@ from .. import entities as E
 from ..composer import fuse
 from ..configs import FuseConfig
 from ..data import DataBundle, Example
-from ..replay import mix_rows, record_mix, recorded_train_rows, write_mix
+from ..replay import mix_rows, mix_validation, record_mix, recorded_train_rows, write_mix
 from ..store import Registry
 from .common import domain_name
+from .evaluate import task_columns
 
 
 def fusion_over(registry: Registry, task: str, member_ids: list[int]) -> E.Fusion | None:
@@ -40,6 +41,7 @@ def replay_mix(
     *,
     seed: int = 0,
     split: tuple[list[Example], list[Example]] | None = None,
+    select_on: str = "new",
 ) -> tuple[str, dict[str, int]] | None:
     """Store the new data's train split plus replayed earlier train rows; return (path, counts).
 
@@ -47,8 +49,11 @@ def replay_mix(
     loaded and whose rows still match the recorded fingerprint (earlier replay mixes, recorded
     as fusions' train data, are not sources: that would replay one domain twice); in all, about
     as many replayed rows as new rows, split evenly over the earlier sources. The validation
-    split is the new data's. The mix is an artifact (named by its content, so a re-run reuses
-    it) recorded as the task's train snapshot. Returns None when there is nothing to replay.
+    split (what the best epoch is chosen on) is the new data's (``select_on="new"``), or with
+    ``select_on="task"`` the new data's plus as many rows of each earlier validation snapshot
+    of the task (the splits the gate checks). The mix is an artifact (named by its content, so
+    a re-run reuses it) recorded as the task's train snapshot. Returns None when there is
+    nothing to replay.
     """
     new_train, val = (
         split if split is not None else (new.split("train"), new.splits.get("validation", []))
@@ -57,10 +62,24 @@ def replay_mix(
     if not earlier:
         return None
     mixed, counts = mix_rows(new_train, earlier, seed)
+    if select_on == "task" and val:
+        val, _ = mix_validation(val, earlier_validation(registry, task, new_source, seed), seed)
     with registry.artifacts.staging("replay") as tmp:
         folder = write_mix(Path(tmp), task.name, mixed, val)
         path = record_mix(registry, task.id, folder, mixed)
     return path, counts
+
+
+def earlier_validation(
+    registry: Registry, task: E.Task, new_source: str, seed: int
+) -> dict[str, list[Example]]:
+    """Return the rows of the task's validation snapshots (the gate's columns) other than the
+    new data's, by source, where they can still be reloaded unchanged."""
+    return {
+        c.dataset.source: c.examples
+        for c in task_columns(registry, task, [seed, 0])
+        if c.examples and c.dataset.source != new_source
+    }
 
 
 def replay_step(
@@ -71,11 +90,12 @@ def replay_step(
     *,
     seed: int,
     split: tuple[list[Example], list[Example]],
+    select_on: str = "new",
     say: Callable[[str], None],
 ) -> str | None:
     """Return the path of the replay mix the new adapter (and any fusion) trains on, or None
     when the task has no earlier data to replay."""
-    mix = replay_mix(registry, task, bundle, source, seed=seed, split=split)
+    mix = replay_mix(registry, task, bundle, source, seed=seed, split=split, select_on=select_on)
     if mix is None:
         say("replay: no earlier data of the task to replay; training on the new data only")
         return None

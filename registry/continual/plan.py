@@ -61,6 +61,7 @@ def plan_lines(
     validation_how: str,
     warm_start: bool,
     replay: bool = True,
+    select_on: str = "new",
     policy: str,
     alias: str,
     tolerance: float,
@@ -76,9 +77,14 @@ def plan_lines(
         if adapter_name and adapter_name != reference.name
         else f"a new version of adapter {reference.name!r}"
     )
+    chosen = (
+        "; best epoch chosen on the new and every earlier validation split"
+        if replay and select_on == "task"
+        else ""
+    )
     lines = [
         f"train {what} on {source}{mixed} "
-        f"({train_rows} rows, {epochs} epochs, validation: {validation_how}"
+        f"({train_rows} rows, {epochs} epochs, validation: {validation_how}{chosen}"
         f"{start}), after this drift report"
     ]
     planned = plan_members(registry, task, production, reference, NEW, policy)

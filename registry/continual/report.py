@@ -14,7 +14,7 @@ from .. import entities as E
 from ..evaluate import AccuracyMatrix
 from ..store import Registry
 from ..views import lineage_mermaid
-from .common import MATRIX_SPLIT, domain_name, production_entity
+from .common import domain_name, matrix_datasets, production_entity
 from .evaluate import recorded_scores
 from .promote import Step, production_history, refused_candidates
 
@@ -146,7 +146,7 @@ def build_report(registry: Registry, task: str | None = None) -> dict[str, TaskR
         latest = registry.list_entities(task=t.name)
         root = prod or (latest[-1] if latest else None)
         mermaid = lineage_mermaid(registry.lineage(root)) if root else ""
-        datasets = {d.id: d for d in registry.list_datasets(t.id) if d.split == MATRIX_SPLIT}
+        datasets = {d.id: d for d in matrix_datasets(registry, t.id)}
         rows, col_ids = _matrix_rows(production_history(registry, t.name), datasets, notes)
         matrix = None
         if not rows and prod is not None:

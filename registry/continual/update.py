@@ -35,6 +35,7 @@ from ..store import Registry
 from .common import (
     MATRIX_SPLIT,
     PRODUCTION,
+    SELECT_ON,
     absolute_spec,
     current_reference,
     data_source,
@@ -72,6 +73,10 @@ class UpdateOptions:
             sample of the data the task learned earlier (its recorded train snapshots, about as
             many rows as the new data), so it keeps what the task knew instead of drifting
             towards the newest domain only. On by default (benchmarks/RESULTS.md, streams).
+        select_on: what the new adapter's (and fusion's) best epoch is chosen on, with replay:
+            ``new``, the new data's validation rows; or ``task``, those plus as many rows of
+            each earlier validation split of the task (the splits the gate checks), so the
+            epoch kept is the one that keeps what the task knew. Without replay: ``new``.
         warm_start: start the new adapter version from the reference version's weights (and
             head) instead of from scratch; it is still a new version (``warm_started_from``
             edge) and the reference is never changed. On by default (measured, like replay).
@@ -91,6 +96,7 @@ class UpdateOptions:
     members: str = "replace"
     adapter_name: str | None = None
     replay: bool = True
+    select_on: str = "new"
     warm_start: bool = True
     alias: str = PRODUCTION
     force: bool = False
@@ -109,6 +115,11 @@ class UpdateOptions:
                 hint="e.g. --gate-noise 1 (or 0 for --tolerance alone)",
             )
         check_policy(self.members)
+        if self.select_on not in SELECT_ON:
+            raise InvalidInput(
+                f"Unknown select_on {self.select_on!r}; valid: {', '.join(SELECT_ON)}.",
+                hint="e.g. --select-on task",
+            )
         check_gate_metric(self.gate_metric)
 
     def train(self) -> TrainConfig:
@@ -235,8 +246,8 @@ def update(
         registry, task, reference=run.reference, production=run.production,
         incumbent=run.incumbent, source=run.source, train_rows=len(bundle.split("train")),
         epochs=tcfg.epochs, validation_how=val_how, warm_start=opts.warm_start,
-        replay=opts.replay, policy=opts.members, alias=opts.alias, tolerance=opts.tolerance,
-        gate_noise=opts.gate_noise, adapter_name=opts.adapter_name,
+        replay=opts.replay, select_on=opts.select_on, policy=opts.members, alias=opts.alias,
+        tolerance=opts.tolerance, gate_noise=opts.gate_noise, adapter_name=opts.adapter_name,
     )  # fmt: skip
     if opts.dry_run:
         out.gate = "dry run: nothing written"
@@ -272,7 +283,7 @@ def _replay(run: _Run, train_rows: list[Any], val_rows: list[Any]) -> str | None
         return None
     return replay_step(
         run.registry, run.task, run.bundle, run.source, seed=run.options.seed,
-        split=(train_rows, val_rows), say=run.say,
+        split=(train_rows, val_rows), select_on=run.options.select_on, say=run.say,
     )  # fmt: skip
 
 
