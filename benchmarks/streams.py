@@ -39,6 +39,7 @@ added per step, wall time; mean ± std over seeds; plots of the mean matrices. R
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -84,9 +85,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # each new adapter's best epoch chosen on every validation split of the task, not only the
     # new data's (the splits the gate checks)
     "registry-selecttask": {"select_on": "task"},
+    # warm-started updates at half the first adapter's lr (UPDATE_LR_SHARE)
+    "registry-updlr-half": {},
     # a wider adapter bottleneck (hidden size / 4: 96 on MiniLM) from the first step on
     "registry-rf4": {},
 }
+#: a variant whose updates (every step after the first) train at this share of the adapter lr
+UPDATE_LR_SHARE: dict[str, float] = {"registry-updlr-half": 0.5}
 #: adapter settings of a variant (its every adapter, the first one included), where it has any.
 VARIANT_ADAPTERS: dict[str, dict[str, Any]] = {
     "registry-rf4": {"reduction_factor": 4.0},
@@ -532,7 +537,9 @@ def run_registry(
                 reg,
                 task,
                 str(folder),
-                train_config=tcfg,
+                train_config=dataclasses.replace(
+                    tcfg, lr=tcfg.lr * UPDATE_LR_SHARE.get(method, 1.0)
+                ),
                 fuse_config=fcfg,
                 seed=seed,
                 progress=args.progress,
