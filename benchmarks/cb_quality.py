@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="A few-minute smoke run.")
     p.add_argument("--out", type=Path, default=RESULTS / "cb_quality.md")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="Train nothing: write one report from these runs' .json files (seeds run apart).",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = "0,1"
@@ -497,17 +503,41 @@ def write_report(
         f"- settings: `{json.dumps(settings)}`",
         f"- class-weighted loss on CB runs: {args.class_weights}; source adapters: early "
         f"stopping with patience {args.source_patience}, best epoch kept",
-        f"- total wall time: {total_s / 60:.1f} min (target: within 90 min on this machine)",
+        f"- total wall time: {total_s / 60:.1f} min (target: within 90 min on this machine)"
+        + (
+            f"; merged from {len(args.merge)} runs made apart: the sum of their times"
+            if getattr(args, "merge", None)
+            else ""
+        ),
     ]
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
+    runs = {"results": [asdict(r) for r in results], "sources": sources, "total_s": total_s}
+    args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return text
+
+
+def merge(args: argparse.Namespace) -> list[Result]:
+    """Write one report from the .json files of runs made apart (e.g. one seed each, in
+    parallel, on copies of one registry home, so they share the source adapters)."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in args.merge]
+    results = sorted(
+        (Result(**r) for run in runs for r in run["results"]),
+        key=lambda r: (r.seed, METHODS.index(r.method)),
+    )
+    sources = [tuple(s) for s in runs[0]["sources"]]
+    total = sum(run["total_s"] for run in runs)
+    text = write_report(args, args.base or "MiniLM-L6", sources, results, total, args.threads)  # type: ignore[arg-type]
+    print(text)
+    return results
 
 
 def main(argv: list[str] | None = None) -> list[Result]:
     """Run the benchmark and write its report."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args)
     import torch
 
     from registry.store import Registry
