@@ -99,3 +99,16 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
         for t in cb_quality.SOURCES:
             assert reg.list_entities(task=t, kind="adapter") == sources_before[t]
     assert "| reused |" in (tmp_path / "second.md").read_text(encoding="utf-8")
+
+    # runs made apart merge into one report over every seed, from their .json files
+    merged = cb_quality.main(
+        ["--merge", str(tmp_path / "first.json"), str(tmp_path / "second.json"),
+         "--out", str(tmp_path / "all.md")]
+    )  # fmt: skip
+    assert sorted({r.seed for r in merged}) == [0, 1, 2] and len(merged) == 12
+    text = (tmp_path / "all.md").read_text(encoding="utf-8")
+    assert "over seeds 0, 1, 2" in text and "merged from 2 runs" in text
+    assert [r.accuracy for r in merged if r.seed < 2] == [
+        r.accuracy
+        for r in sorted(results, key=lambda r: (r.seed, cb_quality.METHODS.index(r.method)))
+    ]
