@@ -505,7 +505,9 @@ def write_report(
         f"stopping with patience {args.source_patience}, best epoch kept",
         f"- total wall time: {total_s / 60:.1f} min (target: within 90 min on this machine)"
         + (
-            f"; merged from {len(args.merge)} runs made apart: the sum of their times"
+            f"; merged from {len(args.merge)} runs made apart: the sum of their times (each "
+            "ran on its own copy of one registry home, so a ref such as cb@2 can name "
+            "another seed's adapter in each)"
             if getattr(args, "merge", None)
             else ""
         ),
