@@ -80,18 +80,14 @@ def mix_rows(
 
 def mix_validation(
     new_val: list[Example], earlier: dict[str, list[Example]], seed: int
-) -> tuple[list[Example], dict[str, int]]:
+) -> list[Example]:
     """Return the new validation rows plus, from each earlier source, as many of its validation
-    rows (or all it has, if fewer), so each domain weighs about the same in the choice of epoch;
-    and how many rows each earlier source gave."""
+    rows (or all it has, if fewer), so each domain weighs about the same in the choice of epoch."""
     rng = random.Random(seed)
     out = list(new_val)
-    counts: dict[str, int] = {}
-    for source, rows in sorted(earlier.items()):
-        take = rng.sample(rows, min(len(new_val), len(rows)))
-        counts[source] = len(take)
-        out.extend(take)
-    return out, counts
+    for _, rows in sorted(earlier.items()):
+        out.extend(rng.sample(rows, min(len(new_val), len(rows))))
+    return out
 
 
 def write_mix(folder: Path, name: str, mixed: list[Example], val: list[Example]) -> Path:

@@ -63,7 +63,7 @@ def replay_mix(
         return None
     mixed, counts = mix_rows(new_train, earlier, seed)
     if select_on == "task" and val:
-        val, _ = mix_validation(val, earlier_validation(registry, task, new_source, seed), seed)
+        val = mix_validation(val, earlier_validation(registry, task, new_source, seed), seed)
     with registry.artifacts.staging("replay") as tmp:
         folder = write_mix(Path(tmp), task.name, mixed, val)
         path = record_mix(registry, task.id, folder, mixed)
