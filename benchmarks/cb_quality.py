@@ -98,6 +98,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Where the CB adapter goes in the fusion's members: both orders are trained and "
         "dev picks one (default), or a fixed position.",
     )
+    p.add_argument(
+        "--cb-start",
+        choices=("fresh", "transfer"),
+        default="fresh",
+        help="How the CB adapter starts: fresh (a new adapter and head), or as `train` starts "
+        "a task's first adapter when a task with the same labels is in production (related-task "
+        "transfer: the sources are promoted, so it starts from the MNLI adapter and head and "
+        "replays as many MNLI train rows as CB has).",
+    )
+    p.add_argument(
+        "--sources-only",
+        action="store_true",
+        help="Train (or reuse) the source adapters in --home and stop: seeds can then run apart "
+        "on copies of that home.",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
@@ -111,7 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds = "0,1"
+        if args.seeds == "0,1,2":  # the default; seeds given on the command line are kept
+            args.seeds = "0,1"
         args.source_rows, args.source_val_rows, args.source_epochs = 96, 48, 1
         args.cb_epochs = args.fusion_epochs = args.finetune_epochs = 1
         args.max_length, args.dev_rows = 64, 24
@@ -327,10 +343,16 @@ def run_seed(
         )
     )
     t0 = time.perf_counter()
+    cb_task = TARGET
+    if args.cb_start == "transfer":
+        # transfer applies to a task's FIRST adapter: each seed's is the first of its own task
+        cb_task = f"{TARGET}-s{seed}"
+        for ref in sources:
+            registry.set_alias(ref.split("@")[0], "production", ref)
     with tracker:
         trained = train(
             registry,
-            TARGET,
+            cb_task,
             cb,
             base,
             config=TrainConfig(
@@ -341,7 +363,12 @@ def run_seed(
                 **common,
             ),
             progress=False,
+            transfer=args.cb_start == "transfer",
         )
+    if args.cb_start == "transfer" and trained.transfer is None:
+        raise SystemExit(f"{trained.version.ref} did not start from a related task")
+    if trained.transfer is not None:
+        log(f"seed {seed} {trained.transfer.line()}")
     results.append(
         _result(
             METHODS[1],
@@ -556,6 +583,14 @@ def main(argv: list[str] | None = None) -> list[Result]:
 
     log(f"registry at {home}; {torch.get_num_threads()} threads")
     sources = source_adapters(registry, args, base, scratch, log)
+    if args.sources_only:
+        registry.close()
+        log(f"sources ready in {home}: {', '.join(s[0] for s in sources)}")
+        (home / "sources.json").write_text(json.dumps(sources, indent=1), encoding="utf-8")
+        return []
+    recorded = home / "sources.json"  # written by --sources-only: the facts of their training
+    if recorded.exists() and all(s[3] == -1 for s in sources):
+        sources = [tuple(s) for s in json.loads(recorded.read_text(encoding="utf-8"))]  # type: ignore[misc]
     ledger = Ledger()
     results: list[Result] = []
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:

@@ -112,3 +112,45 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
         r.accuracy
         for r in sorted(results, key=lambda r: (r.seed, cb_quality.METHODS.index(r.method)))
     ]
+
+
+@pytest.mark.slow
+def test_cb_quality_transfer_starts_each_cb_adapter_from_the_mnli_source(
+    tiny_base_dir: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    for i, (task, labels) in enumerate(LABELS.items()):
+        _write_pairs(root / task, labels, i)
+    home = tmp_path / "home"
+    common = [
+        "--data-root", str(root), "--base", str(tiny_base_dir), "--home", str(home),
+        "--source-rows", "16", "--source-val-rows", "8", "--source-epochs", "1",
+        "--cb-epochs", "1", "--fusion-epochs", "1", "--finetune-epochs", "1",
+        "--max-length", "32", "--threads", "1", "--dev-rows", "6",
+    ]  # fmt: skip
+    # --sources-only trains the sources, records their facts, and trains nothing for CB
+    assert cb_quality.main([*common, "--sources-only"]) == []
+    with Registry.open(home) as reg:
+        assert "cb" not in {t.name for t in reg.list_tasks()}
+        mnli = reg.list_entities(task="mnli", kind="adapter")[0]
+    facts = json.loads((home / "sources.json").read_text(encoding="utf-8"))
+    assert [f[0] for f in facts] == ["mnli@1", "qqp@1", "qnli@1"]
+
+    out = tmp_path / "transfer.md"
+    results = cb_quality.main(
+        [*common, "--seeds", "0,1", "--cb-start", "transfer", "--out", str(out)]
+    )
+    singles = [r.ref for r in results if r.method == cb_quality.METHODS[1]]
+    assert singles == ["cb-s0@1", "cb-s1@1"]  # each seed's adapter is the first of its task
+    with Registry.open(home) as reg:
+        assert reg.resolve("mnli:production").id == mnli.id
+        for ref in singles:
+            adapter = reg.resolve(ref)
+            edges = reg.edges_of("adapter", adapter.id)
+            assert [(e.relation, e.parent_id) for e in edges] == [("warm_started_from", mnli.id)]
+        # the fusions over sources + CB take that seed's transferred adapter as a member
+        members = [f.members for f in reg.list_entities(task="cb", kind="fusion")]
+    assert sum(1 for m in members if "cb-s0@1" in m) == 2
+    # the sources table is the one --sources-only recorded, not "reused"
+    report = out.read_text(encoding="utf-8")
+    assert "| reused |" not in report and f"| mnli@1 | {facts[0][1]['accuracy']:.3f} |" in report
