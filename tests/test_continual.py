@@ -503,3 +503,22 @@ def test_update_cli_select_on(seeded: Any) -> None:
     assert bad.exit_code == 2 and "--select-on" in bad.output
     with pytest.raises(InvalidInput, match="select_on"):
         continual.UpdateOptions(select_on="all")
+
+
+def test_task_columns_find_a_split_carved_by_a_run_with_another_seed(
+    tmp_path: Path, tiny_base_dir: Path
+) -> None:
+    """A validation split carved out of train by a run with seed 5 is still a column of the
+    accuracy matrix when the caller only knows seed 0: the recorded runs' seeds are tried."""
+    reg = Registry.init(tmp_path / "home")
+    folder = tmp_path / "carved"
+    folder.mkdir()
+    rows = [dict(r, text=f"{r['text']} #{i}") for i, r in enumerate(_rows(BOOKS, 60, 11, 0.5))]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TrainConfig(epochs=1, batch_size=16, max_length=32, device="cpu", seed=5)
+    train(reg, "carved", folder, str(tiny_base_dir), config=cfg, progress=False)
+    task = reg.get_task("carved")
+    assert continual_evaluate.recorded_seeds(reg, task) == [5]
+    (column,) = continual_evaluate.task_columns(reg, task, [0])
+    assert column.examples is not None and len(column.examples) == 6, column.note
+    reg.close()

@@ -78,6 +78,20 @@ def _validation_rows(
     return None, f"{ds.source} changed since it was recorded (fingerprint differs)"
 
 
+def recorded_seeds(registry: Registry, task: E.Task) -> list[int]:
+    """Return the seeds of the task's recorded training runs (adapters and fusions), oldest
+    first, each once."""
+    seeds: list[int] = []
+    for entity in registry.list_entities(task=task.name):
+        run_id = getattr(entity, "training_run_id", None)
+        if run_id is None:
+            continue
+        seed = registry.training_run(run_id).seed
+        if seed is not None and seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
 def task_columns(
     registry: Registry,
     task: E.Task,
@@ -86,10 +100,14 @@ def task_columns(
 ) -> list[Column]:
     """Return every validation snapshot of ``task`` that can be reloaded, oldest first.
 
+    ``seeds``: the seeds that may have carved a validation split out of train; the seeds
+    recorded with the task's training runs are tried after them (a snapshot carved by a run
+    with another seed is found too).
     ``loaded``: data already in memory, by recorded source (not read again).
     """
     out: list[Column] = []
     names: set[str] = set()
+    seeds = list(dict.fromkeys([*seeds, *recorded_seeds(registry, task)]))
     for ds in matrix_datasets(registry, task.id):
         rows, note = _validation_rows(ds, seeds, loaded or {})
         name = domain_name(ds.source)
