@@ -52,20 +52,27 @@ def _write_pairs(folder: Path, labels: list[str], seed: int) -> None:
         )
 
 
+def _tiny_args(tmp_path: Path, base: Path, cb_epochs: int) -> list[str]:
+    """Write tiny data for every task; return the arguments of a tiny run (no seeds, no out)."""
+    root = tmp_path / "data"
+    for i, (task, labels) in enumerate(LABELS.items()):
+        _write_pairs(root / task, labels, i)
+    return [
+        "--data-root", str(root), "--base", str(base), "--home", str(tmp_path / "home"),
+        "--source-rows", "16", "--source-val-rows", "8", "--source-epochs", "1",
+        "--cb-epochs", str(cb_epochs), "--fusion-epochs", "1", "--finetune-epochs", "1",
+        "--max-length", "32", "--threads", "1", "--dev-rows", "6",
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_cb_quality_runs_every_method_and_reuses_sources(
     tiny_base_dir: Path, tmp_path: Path
 ) -> None:
-    root = tmp_path / "data"
-    for i, (task, labels) in enumerate(LABELS.items()):
-        _write_pairs(root / task, labels, i)
     home = tmp_path / "home"
     argv = [
-        "--data-root", str(root), "--base", str(tiny_base_dir), "--home", str(home),
-        "--seeds", "0,1", "--source-rows", "16", "--source-val-rows", "8",
-        "--source-epochs", "1", "--cb-epochs", "2", "--fusion-epochs", "1",
-        "--finetune-epochs", "1", "--max-length", "32", "--threads", "1", "--dev-rows", "6",
-        "--out", str(tmp_path / "first.md"),
+        *_tiny_args(tmp_path, tiny_base_dir, cb_epochs=2),
+        "--seeds", "0,1", "--out", str(tmp_path / "first.md"),
     ]  # fmt: skip
     results = cb_quality.main(argv)
     assert sorted((r.seed, r.method) for r in results) == sorted(
@@ -118,16 +125,8 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
 def test_cb_quality_transfer_starts_each_cb_adapter_from_the_mnli_source(
     tiny_base_dir: Path, tmp_path: Path
 ) -> None:
-    root = tmp_path / "data"
-    for i, (task, labels) in enumerate(LABELS.items()):
-        _write_pairs(root / task, labels, i)
     home = tmp_path / "home"
-    common = [
-        "--data-root", str(root), "--base", str(tiny_base_dir), "--home", str(home),
-        "--source-rows", "16", "--source-val-rows", "8", "--source-epochs", "1",
-        "--cb-epochs", "1", "--fusion-epochs", "1", "--finetune-epochs", "1",
-        "--max-length", "32", "--threads", "1", "--dev-rows", "6",
-    ]  # fmt: skip
+    common = _tiny_args(tmp_path, tiny_base_dir, cb_epochs=1)
     # --sources-only trains the sources, records their facts, and trains nothing for CB
     assert cb_quality.main([*common, "--sources-only"]) == []
     with Registry.open(home) as reg:
