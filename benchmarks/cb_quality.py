@@ -40,6 +40,13 @@ from benchmarks.protocol import Ledger, make_splits
 
 SOURCES = ("mnli", "qqp", "qnli")
 TARGET = "cb"
+#: how the CB adapter starts, per ``--cb-start`` (the report's wording)
+START_TEXT = {
+    "fresh": "fresh: a new adapter and head",
+    "transfer": "as `train` starts a task's first adapter when a task with the same labels is in "
+    "production (related-task transfer): from the MNLI source adapter and its head, replaying as "
+    "many MNLI train rows as CB has",
+}
 METHODS = ("full fine-tuning", "CB adapter", "fusion of sources", "fusion of sources + CB")
 PUBLIC_WALKTHROUGH = 0.714  # BERT-base AdapterFusion on CB validation (AdapterHub walk-through)
 # The CB example's data helpers (seeded subsets, CB's labelled splits) are reused from there.
@@ -474,6 +481,8 @@ def write_report(
         "and validation is only reported on. Scores at the dev-selected epoch and at the last "
         "epoch (both on validation).",
         "",
+        f"The CB adapter starts {START_TEXT[args.cb_start]} (`--cb-start {args.cb_start}`).",
+        "",
         "| method | accuracy | macro-F1 | neutral F1 | last-epoch accuracy "
         "| last-epoch macro-F1 | wall s / seed |",
         "|---|---|---|---|---|---|---|",
@@ -542,7 +551,12 @@ def write_report(
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    runs = {"results": [asdict(r) for r in results], "sources": sources, "total_s": total_s}
+    runs = {
+        "results": [asdict(r) for r in results],
+        "sources": sources,
+        "total_s": total_s,
+        "cb_start": args.cb_start,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return text
 
@@ -551,6 +565,13 @@ def merge(args: argparse.Namespace) -> list[Result]:
     """Write one report from the .json files of runs made apart (e.g. one seed each, in
     parallel, on copies of one registry home, so they share the source adapters)."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in args.merge]
+    starts = {run.get("cb_start", "fresh") for run in runs}  # runs before the option: fresh
+    if len(starts) > 1:
+        raise SystemExit(
+            f"cannot merge runs whose CB adapters started differently ({', '.join(sorted(starts))})"
+            ": merge each --cb-start's runs into its own report"
+        )
+    args.cb_start = starts.pop()
     results = sorted(
         (Result(**r) for run in runs for r in run["results"]),
         key=lambda r: (r.seed, METHODS.index(r.method)),

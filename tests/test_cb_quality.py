@@ -153,3 +153,17 @@ def test_cb_quality_transfer_starts_each_cb_adapter_from_the_mnli_source(
     # the sources table is the one --sources-only recorded, not "reused"
     report = out.read_text(encoding="utf-8")
     assert "| reused |" not in report and f"| mnli@1 | {facts[0][1]['accuracy']:.3f} |" in report
+    assert "`--cb-start transfer`" in report
+
+    # runs whose CB adapters started differently never merge into one report
+    old = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    del old["cb_start"]  # as the runs made before the option was written (fresh)
+    (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    with pytest.raises(SystemExit, match="started differently"):
+        cb_quality.main(
+            ["--merge", str(out.with_suffix(".json")), str(tmp_path / "old.json"),
+             "--out", str(tmp_path / "mixed.md")]
+        )  # fmt: skip
+    assert not (tmp_path / "mixed.md").exists()
+    cb_quality.main(["--merge", str(tmp_path / "old.json"), "--out", str(tmp_path / "old.md")])
+    assert "`--cb-start fresh`" in (tmp_path / "old.md").read_text(encoding="utf-8")
