@@ -694,10 +694,16 @@ def write_report(
         "lr: adapter "
         f"{args.adapter_lr}, full fine-tuning {args.full_lr}, fusion {args.fusion_lr}",
         f"- wall time so far: {(time.perf_counter() - started) / 60:.1f} min; load average when "
-        f"written {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared: "
-        "other engineers' test runs ran beside this one)",
+        f"written {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, "
+        "processes waited for a core: read accuracies, not minutes)",
         "",
-        "## Summary (report split, mean ± std over seeds)",
+        "## Summary ("
+        + (
+            "report split"
+            if getattr(args, "matrix_on", "report") == "report"
+            else "DEV split: a search's choices, never quoted as results"
+        )
+        + ", mean ± std over seeds)",
         "",
         "| method | avg accuracy | BWT | mean forgetting | FWT | trainable params / step "
         "| storage / step | wall min / seed |",
