@@ -108,11 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--cb-start",
         choices=("fresh", "transfer"),
-        default="fresh",
-        help="How the CB adapter starts: fresh (a new adapter and head), or as `train` starts "
-        "a task's first adapter when a task with the same labels is in production (related-task "
-        "transfer: the sources are promoted, so it starts from the MNLI adapter and head and "
-        "replays as many MNLI train rows as CB has).",
+        default="transfer",
+        help="How the CB adapter starts: as `train` starts a task's first adapter when a task "
+        "with the same labels is in production (transfer, the default, chosen on dev: "
+        "benchmarks/PROTOCOL.md; the sources are promoted, so it starts from the MNLI adapter "
+        "and head and replays as many MNLI train rows as CB has), or fresh (a new adapter and "
+        "head).",
     )
     p.add_argument(
         "--sources-only",
@@ -472,9 +473,10 @@ def write_report(
     summary = summarize(results)
     seeds = sorted({r.seed for r in results})
     lines = [
-        "# CB quality over seeds (MiniLM-L6, CPU)",
+        "# CB quality over seeds (MiniLM-L6, CPU)"
+        + (", a fresh CB adapter" if args.cb_start == "fresh" else ""),
         "",
-        f"CommitmentBank validation (56 rows: 23 contradiction, 28 entailment, 5 neutral), mean ± "
+        f"CommitmentBank validation (56 rows: 28 contradiction, 23 entailment, 5 neutral), mean ± "
         f"sample std over seeds {', '.join(map(str, seeds))}, under benchmarks/PROTOCOL.md: per "
         f"seed {args.dev_rows} dev rows are carved out of CB train (stratified, seeded), every "
         "choice (best epoch, the CB adapter's place among the fusion's members) is made on dev, "
@@ -534,6 +536,11 @@ def write_report(
         "",
         "## Where and how",
         "",
+        *(
+            ["- the merge (each merged run's own date, machine and git are listed last):"]
+            if getattr(args, "merged_runs", None)
+            else []
+        ),
         machine_record(threads),
         f"- base model: {model}",
         f"- settings: `{json.dumps(settings)}`",
@@ -548,6 +555,8 @@ def write_report(
             else ""
         ),
     ]
+    for run in getattr(args, "merged_runs", None) or []:
+        lines.append(f"- merged run `{run['file']}`: {'; '.join(run['where'])}")
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
@@ -556,6 +565,13 @@ def write_report(
         "sources": sources,
         "total_s": total_s,
         "cb_start": args.cb_start,
+        # where and when this run ran (a merge records the merging machine, and lists these)
+        "where": [
+            ln[2:]
+            for ln in machine_record(threads).splitlines()
+            if ln.startswith(("- date", "- machine", "- git"))
+        ],
+        "runs": getattr(args, "merged_runs", None),
     }
     args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return text
@@ -572,6 +588,10 @@ def merge(args: argparse.Namespace) -> list[Result]:
             ": merge each --cb-start's runs into its own report"
         )
     args.cb_start = starts.pop()
+    args.merged_runs = [
+        {"file": str(p), "where": run.get("where") or ["not recorded"]}
+        for p, run in zip(args.merge, runs, strict=True)
+    ]
     results = sorted(
         (Result(**r) for run in runs for r in run["results"]),
         key=lambda r: (r.seed, METHODS.index(r.method)),

@@ -72,7 +72,7 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
     home = tmp_path / "home"
     argv = [
         *_tiny_args(tmp_path, tiny_base_dir, cb_epochs=2),
-        "--seeds", "0,1", "--out", str(tmp_path / "first.md"),
+        "--seeds", "0,1", "--cb-start", "fresh", "--out", str(tmp_path / "first.md"),
     ]  # fmt: skip
     results = cb_quality.main(argv)
     assert sorted((r.seed, r.method) for r in results) == sorted(
@@ -115,6 +115,9 @@ def test_cb_quality_runs_every_method_and_reuses_sources(
     assert sorted({r.seed for r in merged}) == [0, 1, 2] and len(merged) == 12
     text = (tmp_path / "all.md").read_text(encoding="utf-8")
     assert "over seeds 0, 1, 2" in text and "merged from 2 runs" in text
+    # each merged run's own date and machine are listed, not only the merging machine's
+    listed = [ln for ln in text.splitlines() if ln.startswith("- merged run `")]
+    assert len(listed) == 2 and all("date: " in ln and "machine: " in ln for ln in listed)
     assert [r.accuracy for r in merged if r.seed < 2] == [
         r.accuracy
         for r in sorted(results, key=lambda r: (r.seed, cb_quality.METHODS.index(r.method)))
@@ -137,7 +140,7 @@ def test_cb_quality_transfer_starts_each_cb_adapter_from_the_mnli_source(
 
     out = tmp_path / "transfer.md"
     results = cb_quality.main(
-        [*common, "--seeds", "0,1", "--cb-start", "transfer", "--out", str(out)]
+        [*common, "--seeds", "0,1", "--out", str(out)]  # transfer: the default
     )
     singles = [r.ref for r in results if r.method == cb_quality.METHODS[1]]
     assert singles == ["cb-s0@1", "cb-s1@1"]  # each seed's adapter is the first of its task
