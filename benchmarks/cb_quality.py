@@ -471,6 +471,7 @@ def write_report(
 ) -> str:
     """Write the markdown report and return it."""
     summary = summarize(results)
+    where = machine_record(threads)  # once: the report's block and the .json's record
     seeds = sorted({r.seed for r in results})
     lines = [
         "# CB quality over seeds (MiniLM-L6, CPU)"
@@ -541,7 +542,7 @@ def write_report(
             if getattr(args, "merged_runs", None)
             else []
         ),
-        machine_record(threads),
+        where,
         f"- base model: {model}",
         f"- settings: `{json.dumps(settings)}`",
         f"- class-weighted loss on CB runs: {args.class_weights}; source adapters: early "
@@ -567,9 +568,7 @@ def write_report(
         "cb_start": args.cb_start,
         # where and when this run ran (a merge records the merging machine, and lists these)
         "where": [
-            ln[2:]
-            for ln in machine_record(threads).splitlines()
-            if ln.startswith(("- date", "- machine", "- git"))
+            ln[2:] for ln in where.splitlines() if ln.startswith(("- date", "- machine", "- git"))
         ],
         "runs": getattr(args, "merged_runs", None),
     }
