@@ -131,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=1)
     p.add_argument("--adapter-lr", type=float, default=1e-3)
     p.add_argument("--full-lr", type=float, default=5e-5)
+    p.add_argument(
+        "--replay-ratio",
+        type=float,
+        default=1.0,
+        help="replayed earlier rows per new row, for seq-ft-replay and the registry's update "
+        "(the same budget for both; update's default is 1)",
+    )
     p.add_argument("--fusion-lr", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=64)
@@ -216,11 +223,14 @@ def batches(
     )[0]
 
 
-def replay_sample(earlier: list[list[Row]], n_new: int, rng: random.Random) -> list[list[Row]]:
-    """The registry's replay budget: about ``n_new`` earlier rows, split evenly over sources."""
+def replay_sample(
+    earlier: list[list[Row]], n_new: int, rng: random.Random, ratio: float = 1.0
+) -> list[list[Row]]:
+    """The registry's replay budget: about ``ratio * n_new`` earlier rows, split evenly over
+    sources (each gives at most all it has)."""
     if not earlier:
         return []
-    per = max(1, n_new // len(earlier))
+    per = max(1, int(n_new * ratio) // len(earlier))
     return [rng.sample(rows, min(per, len(rows))) for rows in earlier]
 
 
@@ -423,7 +433,7 @@ def run_baseline(stream: Stream, method: str, base: str) -> MethodRun:
                 for b in batches(backbone, new, stream.labels[i], args, True, seed + i)
             ]
             if method == "seq-ft-replay":
-                for j, rows in enumerate(replay_sample(seen, len(new), rng)):
+                for j, rows in enumerate(replay_sample(seen, len(new), rng, args.replay_ratio)):
                     items += [
                         (heads[j], b)
                         for b in batches(backbone, rows, stream.labels[j], args, True, seed + j)
@@ -543,7 +553,7 @@ def run_registry(
                 fuse_config=fcfg,
                 seed=seed,
                 progress=args.progress,
-                **VARIANTS.get(method, {}),
+                **{"replay_ratio": args.replay_ratio, **VARIANTS.get(method, {})},
             )
             made += [e for e in (res.adapter, res.fusion) if e is not None]
             single.append(acc(res.adapter.ref, i) if res.adapter is not None else math.nan)

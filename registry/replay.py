@@ -62,11 +62,11 @@ def recorded_train_rows(
 
 
 def mix_rows(
-    new_train: list[Example], earlier: dict[str, list[Example]], seed: int
+    new_train: list[Example], earlier: dict[str, list[Example]], seed: int, ratio: float = 1.0
 ) -> tuple[list[Example], dict[str, int]]:
-    """Return the new rows plus about as many earlier rows (split evenly over the sources),
-    shuffled, and how many rows each source gave."""
-    per_source = max(1, len(new_train) // max(1, len(earlier)))
+    """Return the new rows plus about ``ratio`` times as many earlier rows (split evenly over
+    the sources, each giving at most all it has), shuffled, and how many rows each source gave."""
+    per_source = max(1, int(len(new_train) * ratio) // max(1, len(earlier)))
     rng = random.Random(seed)
     mixed = list(new_train)
     counts: dict[str, int] = {}

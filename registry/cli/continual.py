@@ -160,6 +160,14 @@ def drift(
     "replayed rows of the task's earlier data).",
 )
 @click.option(
+    "--replay-ratio",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With replay, replayed earlier rows per new row, in all (split evenly over the "
+    "task's earlier data; each source gives at most all it has).",
+)
+@click.option(
     "--select-on",
     type=click.Choice(["task", "new"]),
     default="new",
@@ -194,6 +202,7 @@ def update(
     members: str,
     name: str | None,
     no_replay: bool,
+    replay_ratio: float,
     select_on: str,
     warm_start: bool,
     force: bool,
@@ -251,6 +260,7 @@ def update(
         members=members,
         adapter_name=name,
         replay=not no_replay,
+        replay_ratio=replay_ratio,
         select_on=select_on,
         warm_start=warm_start,
         force=force,

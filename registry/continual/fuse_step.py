@@ -42,13 +42,15 @@ def replay_mix(
     seed: int = 0,
     split: tuple[list[Example], list[Example]] | None = None,
     select_on: str = "new",
+    ratio: float = 1.0,
 ) -> tuple[str, dict[str, int]] | None:
     """Store the new data's train split plus replayed earlier train rows; return (path, counts).
 
     Earlier data comes from the task's recorded ``train`` snapshots whose source can still be
     loaded and whose rows still match the recorded fingerprint (earlier replay mixes, recorded
     as fusions' train data, are not sources: that would replay one domain twice); in all, about
-    as many replayed rows as new rows, split evenly over the earlier sources. The validation
+    ``ratio`` times as many replayed rows as new rows, split evenly over the earlier sources
+    (a source with fewer rows gives all it has). The validation
     split (what the best epoch is chosen on) is the new data's (``select_on="new"``), or with
     ``select_on="task"`` the new data's plus as many rows of each earlier validation snapshot
     of the task (the splits the gate checks). The mix is an artifact (named by its content, so
@@ -61,7 +63,7 @@ def replay_mix(
     earlier = recorded_train_rows(registry, task.id, exclude=new_source)
     if not earlier:
         return None
-    mixed, counts = mix_rows(new_train, earlier, seed)
+    mixed, counts = mix_rows(new_train, earlier, seed, ratio)
     if select_on == "task" and val:
         val = mix_validation(val, earlier_validation(registry, task, new_source, seed), seed)
     with registry.artifacts.staging("replay") as tmp:
@@ -91,11 +93,14 @@ def replay_step(
     seed: int,
     split: tuple[list[Example], list[Example]],
     select_on: str = "new",
+    ratio: float = 1.0,
     say: Callable[[str], None],
 ) -> str | None:
     """Return the path of the replay mix the new adapter (and any fusion) trains on, or None
     when the task has no earlier data to replay."""
-    mix = replay_mix(registry, task, bundle, source, seed=seed, split=split, select_on=select_on)
+    mix = replay_mix(
+        registry, task, bundle, source, seed=seed, split=split, select_on=select_on, ratio=ratio
+    )
     if mix is None:
         say("replay: no earlier data of the task to replay; training on the new data only")
         return None

@@ -73,6 +73,8 @@ class UpdateOptions:
             sample of the data the task learned earlier (its recorded train snapshots, about as
             many rows as the new data), so it keeps what the task knew instead of drifting
             towards the newest domain only. On by default (benchmarks/RESULTS.md, streams).
+        replay_ratio: with replay, how many earlier rows are replayed per new row, in all
+            (split evenly over the earlier sources; each gives at most all it has).
         select_on: what the new adapter's (and fusion's) best epoch is chosen on, with replay:
             ``new``, the new data's validation rows; or ``task``, those plus as many rows of
             each earlier validation split of the task (the splits the gate checks), so the
@@ -96,6 +98,7 @@ class UpdateOptions:
     members: str = "replace"
     adapter_name: str | None = None
     replay: bool = True
+    replay_ratio: float = 1.0
     select_on: str = "new"
     warm_start: bool = True
     alias: str = PRODUCTION
@@ -115,6 +118,11 @@ class UpdateOptions:
                 hint="e.g. --gate-noise 1 (or 0 for --tolerance alone)",
             )
         check_policy(self.members)
+        if not self.replay_ratio > 0:
+            raise InvalidInput(
+                f"the replay ratio must be > 0, got {self.replay_ratio}.",
+                hint="e.g. --replay-ratio 1 (or --no-replay to replay nothing)",
+            )
         if self.select_on not in SELECT_ON:
             raise InvalidInput(
                 f"Unknown select_on {self.select_on!r}; valid: {', '.join(SELECT_ON)}.",
@@ -283,7 +291,8 @@ def _replay(run: _Run, train_rows: list[Any], val_rows: list[Any]) -> str | None
         return None
     return replay_step(
         run.registry, run.task, run.bundle, run.source, seed=run.options.seed,
-        split=(train_rows, val_rows), select_on=run.options.select_on, say=run.say,
+        split=(train_rows, val_rows), select_on=run.options.select_on,
+        ratio=run.options.replay_ratio, say=run.say,
     )  # fmt: skip
 
 
