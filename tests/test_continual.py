@@ -309,6 +309,18 @@ def test_update_cli_dry_run_and_no_drift(seeded: Any) -> None:
     assert plan.exit_code == 0, plan.output
     assert "Plan:" in plan.output and "no fusion" in plan.output
     assert "or 1 standard error of its validation rows" in plan.output  # --gate-noise default
+    assert "(1 per new row)" in plan.output  # --replay-ratio default
+    more = runner.invoke(
+        cli,
+        ["update", "sentiment", "--data", str(data["pets"]), "--dry-run", "--replay-ratio", "2"],
+    )
+    assert more.exit_code == 0 and "(2 per new row)" in more.output, more.output
+    zero = runner.invoke(
+        cli, ["update", "sentiment", "--data", str(data["pets"]), "--replay-ratio", "0"]
+    )
+    assert zero.exit_code == 2 and "--replay-ratio" in zero.output, zero.output
+    with pytest.raises(InvalidInput, match="replay ratio"):
+        continual.UpdateOptions(replay_ratio=-1)
     strict = runner.invoke(
         cli, ["update", "sentiment", "--data", str(data["pets"]), "--dry-run", "--gate-noise", "0"]
     )
@@ -342,7 +354,8 @@ def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
     folder, counts = mix
     books_src = continual.data_source(data["books"])
     n_new = len(new.split("train"))
-    assert counts == {books_src: min(n_new, len(load_spec(str(data["books"])).split("train")))}
+    n_books = len(load_spec(str(data["books"])).split("train"))
+    assert counts == {books_src: min(n_new, n_books)}
     mixed = load_spec(folder)
     assert len(mixed.split("train")) == n_new + counts[books_src]
     assert mixed.split("validation") == new.split("validation")
@@ -358,6 +371,12 @@ def test_replay_mix_adds_earlier_train_rows(seeded: Any) -> None:
         reg, task, load_spec(str(data["books2"])), continual.data_source(data["books2"])
     )
     assert later is not None and set(later[1]) == {books_src}
+    # --replay-ratio: half as many replayed rows, or all the earlier source has
+    half = continual.replay_mix(reg, task, new, continual.data_source(data["pets"]), ratio=0.5)
+    assert half is not None and half[1] == {books_src: min(n_new // 2, n_books)}
+    assert len(load_spec(half[0]).split("train")) == n_new + half[1][books_src]
+    lots = continual.replay_mix(reg, task, new, continual.data_source(data["pets"]), ratio=50)
+    assert lots is not None and lots[1] == {books_src: n_books}
     # nothing earlier to replay for the data the task was trained on
     books = load_spec(str(data["books"]))
     assert continual.replay_mix(reg, task, books, books_src) is None

@@ -62,6 +62,7 @@ def plan_lines(
     warm_start: bool,
     replay: bool = True,
     select_on: str = "new",
+    replay_ratio: float = 1.0,
     policy: str,
     alias: str,
     tolerance: float,
@@ -71,7 +72,11 @@ def plan_lines(
     """Return the plan, one line per step, as ``update`` prints it (``adapter_name``: the
     new adapter's name when it is not the reference's)."""
     start = f", starting from {reference.ref}'s weights" if warm_start else ""
-    mixed = " plus replayed rows of the task's earlier data" if replay else ""
+    mixed = (
+        f" plus replayed rows of the task's earlier data ({replay_ratio:g} per new row)"
+        if replay
+        else ""
+    )
     what = (
         f"adapter {adapter_name!r} (current: {reference.ref})"
         if adapter_name and adapter_name != reference.name

@@ -254,7 +254,8 @@ def update(
         registry, task, reference=run.reference, production=run.production,
         incumbent=run.incumbent, source=run.source, train_rows=len(bundle.split("train")),
         epochs=tcfg.epochs, validation_how=val_how, warm_start=opts.warm_start,
-        replay=opts.replay, select_on=opts.select_on, policy=opts.members, alias=opts.alias,
+        replay=opts.replay, select_on=opts.select_on, replay_ratio=opts.replay_ratio,
+        policy=opts.members, alias=opts.alias,
         tolerance=opts.tolerance, gate_noise=opts.gate_noise, adapter_name=opts.adapter_name,
     )  # fmt: skip
     if opts.dry_run:
