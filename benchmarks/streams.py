@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_DATA_ROOT, RESULTS, machine_record, minilm_path
-from benchmarks.protocol import Ledger, Row, Splits, make_splits
+from benchmarks.protocol import Ledger, Row, Splits, make_splits, report_split_of
 
 #: de Masson d'Autume et al. (2019), Table 5 (the orders every later paper reuses).
 TASK_ORDERS = {
@@ -221,6 +221,18 @@ def batches(
         shuffle=train,
         seed=seed,
     )[0]
+
+
+def report_splits_text(args: argparse.Namespace, names: Sequence[str]) -> str:
+    """Say which split each step reports on: its test file, or its validation file where the
+    test labels are hidden (RTE's, say), which has fewer rows than asked for."""
+    if args.data_root is None or not Path(args.data_root).is_dir():
+        return "test split where labelled, else validation"
+    root = Path(args.data_root)
+    other = [n for n in names if (root / n).is_dir() and report_split_of(root, n) != "test"]
+    if not other:
+        return "test split"
+    return "test split; validation split for " + ", ".join(other) + " (test labels hidden)"
 
 
 def replay_sample(
@@ -697,8 +709,8 @@ def write_report(
         f"seeds done per method: " + ", ".join(f"{m} {len(rs)}" for m, rs in by_method.items()),
         f"- protocol: benchmarks/PROTOCOL.md; per step {args.train_rows} train rows, "
         f"{args.dev_rows} dev rows (stratified, carved out of train, seed-dependent), "
-        f"{args.report_rows} report rows (test split, the same for every seed); every choice "
-        "on dev",
+        f"{args.report_rows} report rows ({report_splits_text(args, names)}, the same for every "
+        "seed); every choice on dev",
         f"- model: MiniLM-L6, max length {args.max_length}, batch {args.batch_size}, at most "
         f"{args.epochs} epochs per step with early stopping on dev (patience {args.patience}); "
         "lr: adapter "
@@ -801,10 +813,19 @@ METHOD_LRS = {"seq-ft": ("full_lr",), "seq-ft-replay": ("full_lr",), "joint": ("
               "adapter": ("adapter_lr",)}  # fmt: skip
 
 
+#: the methods that replay (the registry's update and its variants too): their replay budget
+NO_REPLAY = ("seq-ft", "joint", "adapter", *TRAIN_VARIANTS)
+
+
 def _same_lrs(old_args: dict[str, str], args: argparse.Namespace, method: str) -> bool:
-    """Whether ``method`` ran (per the old file's args) at the learning rates asked for now."""
+    """Whether ``method`` ran (per the old file's args) at the learning rates asked for now,
+    and, if it replays, at the replay ratio asked for now (files from before the option: 1)."""
     keys = METHOD_LRS.get(method, ("adapter_lr", "fusion_lr"))
-    return all(old_args.get(k) == str(getattr(args, k)) for k in keys)
+    if any(old_args.get(k) != str(getattr(args, k)) for k in keys):
+        return False
+    if method in NO_REPLAY or (args.stream == "task" and method != "seq-ft-replay"):
+        return True  # a task stream's registry trains each task once: no update replays
+    return float(old_args.get("replay_ratio", 1.0)) == float(args.replay_ratio)
 
 
 def earlier_runs(args: argparse.Namespace) -> tuple[list[MethodRun], dict[int, list[float]]]:

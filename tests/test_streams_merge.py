@@ -75,3 +75,24 @@ def test_a_new_full_lr_keeps_the_adapter_runs_and_other_sizes_keep_nothing(
     assert sorted(singles) == [0, 1]
     other = streams.parse_args([*BASE, "--out-dir", str(tmp_path), "--epochs", "9"])
     assert streams.earlier_runs(other) == ([], {})
+
+
+def test_a_new_replay_ratio_drops_the_runs_that_replay_only(tmp_path: Path) -> None:
+    _results_file(tmp_path, [*BASE, "--out-dir", str(tmp_path)])
+    path = next(tmp_path.glob("streams_*.json"))
+    old = json.loads(path.read_text(encoding="utf-8"))
+    del old["args"]["replay_ratio"]  # a file from before --replay-ratio: its budget was 1
+    path.write_text(json.dumps(old), encoding="utf-8")
+    same = streams.parse_args(
+        [*BASE, "--out-dir", str(tmp_path), "--replay-ratio", "1", "--methods", "seq-ft",
+         "--seeds", "0"]
+    )  # fmt: skip
+    assert len(streams.earlier_runs(same)[0]) == 11
+    args = streams.parse_args(
+        [*BASE, "--out-dir", str(tmp_path), "--replay-ratio", "2", "--methods", "seq-ft",
+         "--seeds", "0"]
+    )  # fmt: skip
+    runs, singles = streams.earlier_runs(args)
+    kept = sorted((r.method, r.seed) for r in runs)
+    assert kept == sorted([("seq-ft", 1), *((m, s) for m in ("joint", "adapter") for s in (0, 1))])
+    assert singles == {}
