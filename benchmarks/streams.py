@@ -89,12 +89,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "registry-updlr-half": {},
     # a wider adapter bottleneck (hidden size / 4: 96 on MiniLM) from the first step on
     "registry-rf4": {},
+    # Houlsby adapters (after attention and after the feed-forward block; double_seq_bn) at the
+    # default bottleneck, from the first step on
+    "registry-houlsby": {},
 }
 #: a variant whose updates (every step after the first) train at this share of the adapter lr
 UPDATE_LR_SHARE: dict[str, float] = {"registry-updlr-half": 0.5}
 #: adapter settings of a variant (its every adapter, the first one included), where it has any.
 VARIANT_ADAPTERS: dict[str, dict[str, Any]] = {
     "registry-rf4": {"reduction_factor": 4.0},
+    "registry-houlsby": {"method": "double_seq_bn"},
 }
 
 
