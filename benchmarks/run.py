@@ -38,7 +38,7 @@ ORDER = [
     "cb_quality",
     "serve_load",
 ]
-NOT_BENCHMARKS = {"__init__", "common", "run"}
+NOT_BENCHMARKS = {"__init__", "common", "run", "quality"}  # quality: the suite of suites
 #: Small arguments for modules that have no --quick flag of their own.
 QUICK_ARGS: dict[str, list[str]] = {
     "domain_stream": ["--train-rows", "64", "--epochs", "1", "--fuse-epochs", "1"],
