@@ -236,7 +236,7 @@ def report_splits_text(args: argparse.Namespace, names: Sequence[str]) -> str:
     other = [n for n in names if (root / n).is_dir() and report_split_of(root, n) != "test"]
     if not other:
         return "test split"
-    return "test split; validation split for " + ", ".join(other) + " (test labels hidden)"
+    return "test split; " + ", ".join(other) + ": validation split, its test labels being hidden"
 
 
 def replay_sample(
