@@ -10,11 +10,12 @@ Each part is a quality benchmark at the sizes its results file states (``benchma
 
 ``--plan`` reads the per-run wall times each part's results file recorded (streams: every run
 of a default method and seed that was trained for that file, not a variant and not borrowed
-from another order; CB: the run's total) and adds them up against the two-hour budget of the issue. Those runs were made
-apart, often two or more at a time on the 2 cores, so their sum is the suite's compute as it
-was spent, not a measurement of one run. A full run (no ``--plan``) times each part and writes
-``results/quality_suite.md`` (``--quick``: under ``results/quick/``), with the machine, the
-commands and the wall time of each part and of the whole, against the budget.
+from another order; CB: the run's total) and adds them up against the issue's two-hour budget.
+Those runs were made apart, often two or more at a time on the 2 cores, so their sum is the
+suite's compute as it was spent, not a measurement of one run. A full run (no ``--plan``)
+times each part and writes ``results/quality_suite.md`` (``--quick``: under ``results/quick/``),
+with the machine, the commands and the wall time of each part and of the whole, against the
+budget.
 """
 
 from __future__ import annotations
